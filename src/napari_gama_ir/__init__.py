@@ -1,0 +1,42 @@
+"""napari-gama-ir: fast image restoration with GAMA-IR, as a Python library, a CLI and a napari plugin.
+
+This module imports core only (no Qt, napari or magicgui), so scripts and cluster workers stay light.
+"""
+
+from .engine.restore import Progress, iter_restore, restore
+from .engine.plan import RestorePlan, plan_restore
+from .errors import (
+    FinetuneCancelled,
+    GamaIRError,
+    InvalidDtypeError,
+    InvalidInputError,
+    ModelFileError,
+    RestoreCancelled,
+)
+from .model.presets import build_model, list_presets
+from .zoo.card import ModelCard
+from .zoo.store import list_models, load_model, save_model, user_models_dir
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "restore",
+    "iter_restore",
+    "plan_restore",
+    "RestorePlan",
+    "Progress",
+    "load_model",
+    "save_model",
+    "list_models",
+    "build_model",
+    "list_presets",
+    "user_models_dir",
+    "ModelCard",
+    "RestoreCancelled",
+    "FinetuneCancelled",
+    "GamaIRError",
+    "InvalidInputError",
+    "InvalidDtypeError",
+    "ModelFileError",
+    "__version__",
+]

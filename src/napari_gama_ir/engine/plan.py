@@ -1,0 +1,230 @@
+"""RestorePlan: every "auto" option of ``restore`` resolved once, validated, and printable."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidDtypeError, InvalidInputError
+from ..io.axes import CanonicalLayout, default_axes, normalize_axes
+from ..io.files import OpenedInput, open_input
+from ..io.normalize import Normalizer
+from .runtime import free_gpu_bytes, pick_device, pick_precision
+
+CPU_MAX_TILE = 1024
+GPU_MAX_TILE = 2048
+AUTO_OVERLAP = 32
+CPU_PIXELS_PER_BATCH = 1 << 20
+CHUNK_BYTES = 256 << 20  # float32 bytes of input planes per dask chunk
+GPU_BYTES_PER_PIXEL_PER_WIDTH = 48  # measured peak activation bytes per pixel per unit of width (fp16), with margin
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What ``restore`` will do, with nothing left on "auto"."""
+
+    model_name: str
+    axes: str
+    shape: tuple[int, ...]
+    in_dtype: str
+    out_dtype: str
+    channel_mode: str  # "joint": channels go through the model together; "separate": one by one
+    tile: tuple[int, int]
+    overlap: tuple[int, int]
+    batch_size: int
+    device: str
+    precision: str
+    chunk_planes: int
+    mean_mode: str
+    local_size: int
+    output: str  # "numpy", "dask", "tiff" or "zarr"
+    out_path: str | None
+    distributed: bool
+    normalizer: Normalizer = field(repr=False)
+    layout: CanonicalLayout = field(repr=False)
+    source: OpenedInput = field(repr=False)
+    model: Any = field(repr=False)
+
+    @property
+    def samples_per_plane(self) -> int:
+        return self.layout.channels if self.channel_mode == "separate" else 1
+
+    @property
+    def tiles_per_image(self) -> int:
+        from ..tiling.windows import tile_grid
+
+        return len(tile_grid(self.layout.yx, self.tile, self.overlap))
+
+    def describe(self) -> str:
+        """One line for the CLI and the widget."""
+        y, x = self.layout.yx
+        tiled = "untiled" if self.tile == (y, x) else f"{self.tile[0]}x{self.tile[1]} px tiles, overlap {self.overlap[0]}"
+        where = "dask cluster" if self.distributed else self.device
+        return (
+            f"{self.model_name} on {self.axes} {self.shape} {self.in_dtype}: {tiled}, batch {self.batch_size}, "
+            f"{where} {self.precision}, {self.mean_mode} means, -> {self.out_dtype} {self.output}"
+        )
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.kind not in "uif":
+        raise InvalidDtypeError(
+            f"cannot restore data of dtype {dtype}; accepted: unsigned/signed integers (uint8, uint16, ...) and floats"
+        )
+
+
+def _resolve_model(model, channels: int, layout_axes: str, device: torch.device):
+    from ..zoo.store import load_model
+
+    if model is None:
+        from ..zoo.defaults import default_model_name
+
+        model = default_model_name(channels, rgb_last=layout_axes.endswith("C"))
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, device="cpu")
+    if isinstance(model, torch.nn.Module) and hasattr(model, "card"):
+        return model
+    raise InvalidInputError(
+        f"model must be a name, a path or a network from load_model()/build_model(), got {type(model).__name__}"
+    )
+
+
+def _auto_tile(size: int, max_tile: int, overlap: int, multiple: int) -> int:
+    """Largest-needed tile <= max_tile that splits ``size`` into equal overlapping tiles (little waste)."""
+    if size <= max_tile:
+        return size
+    n = math.ceil((size - overlap) / (max_tile - overlap))
+    tile = math.ceil((size - overlap) / n) + overlap
+    return min(size, multiple * math.ceil(tile / multiple))
+
+
+def _positive_int_or_auto(name: str, value, accepted: str):
+    if value == "auto" or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or (value == 0 and name != "overlap"):
+        raise InvalidInputError(f"{name} must be {accepted} or 'auto', got {value!r}")
+    return int(value)
+
+
+def plan_restore(
+    data,
+    model=None,
+    *,
+    axes: str | None = None,
+    tile="auto",
+    overlap="auto",
+    batch_size="auto",
+    device="auto",
+    precision="auto",
+    dtype=None,
+    out=None,
+    mean_mode: str | None = None,
+) -> RestorePlan:
+    """Validate the inputs of :func:`restore` and resolve every "auto" into a :class:`RestorePlan`."""
+    src = open_input(data)
+    arr = src.array
+    in_dtype = np.dtype(arr.dtype)
+    _check_dtype(in_dtype)
+    if arr.ndim < 2 or 0 in arr.shape:
+        raise InvalidInputError(f"data of shape {tuple(arr.shape)} is empty or has fewer than 2 axes; need at least Y and X")
+    shape = tuple(int(s) for s in arr.shape)
+    if axes is None:
+        axes = src.axes if src.axes else default_axes(shape)
+    axes = normalize_axes(axes, shape)
+    layout = CanonicalLayout(axes, shape)
+    if not src.lazy and not np.isfinite(arr).all():
+        raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
+
+    dev = pick_device(device)
+    prec = pick_precision(precision, dev)
+    net = _resolve_model(model, layout.channels, axes, dev)
+    card = net.card
+    if card.in_channels == layout.channels:
+        channel_mode = "joint"
+    elif card.in_channels == 1:
+        channel_mode = "separate"
+    else:
+        raise InvalidInputError(
+            f"model {card.name!r} takes {card.in_channels} channels but the data has {layout.channels} "
+            f"(axes {axes!r}, shape {shape}); use a model with 1 or {layout.channels} input channels, or fix axes="
+        )
+
+    out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
+    _check_dtype(out_dtype)
+    output, out_path = _resolve_output(out, src.lazy)
+    levels = len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
+    y, x = layout.yx
+    ov = _positive_int_or_auto("overlap", overlap, "a non-negative int (pixels)")
+    ov = AUTO_OVERLAP if ov is None else ov
+    t = _positive_int_or_auto("tile", tile, "a positive int (pixels)")
+    width = int(card.model_args.get("width", 16))
+    free = free_gpu_bytes(dev)
+    max_tile = GPU_MAX_TILE if dev.type != "cpu" else CPU_MAX_TILE
+    if t is None:
+        tile_yx = (_auto_tile(y, max_tile, ov, 2**levels), _auto_tile(x, max_tile, ov, 2**levels))
+    else:
+        tile_yx = (min(t, y), min(t, x))
+    if ov >= min(tile_yx) and tile_yx != (y, x):
+        raise InvalidInputError(f"overlap {ov} must be smaller than the tile {min(tile_yx)}; lower overlap= or raise tile=")
+    overlap_yx = tuple(ov if tile_yx[i] < (y, x)[i] else 0 for i in range(2))
+
+    b = _positive_int_or_auto("batch_size", batch_size, "a positive int")
+    if b is None:
+        area = tile_yx[0] * tile_yx[1]
+        if free is not None:
+            b = max(1, int(0.5 * free / (area * width * GPU_BYTES_PER_PIXEL_PER_WIDTH)))
+        else:
+            b = max(1, CPU_PIXELS_PER_BATCH // area)
+        b = min(b, 64)
+    plane_bytes = 4 * layout.channels * y * x
+    chunk_planes = max(1, min(layout.planes, CHUNK_BYTES // plane_bytes))
+
+    mode = mean_mode or card.inference.get("mean_mode", "global")
+    if mode not in ("global", "local"):
+        raise InvalidInputError(f"mean_mode must be 'global' or 'local', got {mode!r}")
+    local_size = int(card.inference.get("local_size", card.model_args.get("local_size", 192)))
+    canonical = layout.to_canonical(arr)
+    norm_cfg = card.normalization
+    normalizer = Normalizer.from_stack(canonical, norm_cfg.get("low", 0.5), norm_cfg.get("high", 99.9))
+    if not (np.isfinite(normalizer.low).all() and np.isfinite(normalizer.high).all()):
+        raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
+    return RestorePlan(
+        model_name=card.name, axes=axes, shape=shape, in_dtype=str(in_dtype), out_dtype=str(out_dtype),
+        channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, batch_size=b, device=str(dev),
+        precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
+        out_path=out_path, distributed=_active_client() is not None and output != "dask",
+        normalizer=normalizer, layout=layout, source=src, model=net,
+    )  # fmt: skip
+
+
+def _resolve_output(out, lazy: bool) -> tuple[str, str | None]:
+    if out is None:
+        return ("dask" if lazy else "numpy"), None
+    if not isinstance(out, (str, os.PathLike)):
+        raise InvalidInputError(f"out must be None or a path ending in .tif, .tiff or .zarr, got {type(out).__name__}")
+    path = Path(out).expanduser()
+    name = path.name.lower()
+    if not name.endswith(OUTPUT_SUFFIXES):
+        raise InvalidInputError(f"out={str(out)!r} has an unsupported suffix; accepted: .tif, .tiff, .zarr")
+    if not path.parent.exists():
+        raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} does not exist")
+    return ("zarr" if name.endswith(".zarr") else "tiff"), str(path)
+
+
+def _active_client():
+    """The active dask.distributed client, or None (also when distributed is not installed)."""
+    try:
+        from distributed import get_client
+    except ImportError:
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None

@@ -1,0 +1,331 @@
+"""The restore engine: ``iter_restore`` (a generator of progress) and ``restore`` (the same, driven).
+
+Data flows as (planes, C, Y, X) chunks of a dask array: read (one chunk ahead, in a reading thread),
+normalise with the stack's statistics, cut each image into overlapping tiles, run tiles through the
+network in batches, blend, invert the normalisation, cast, and hand the planes to a sink.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Generator, Iterator
+
+import numpy as np
+import torch
+
+from ..errors import InvalidInputError, RestoreCancelled
+from ..io.normalize import Normalizer, cast_to
+from ..io.sinks import ArraySink, TiffSink, ZarrSink
+from ..tiling.merge import ArrayMerger
+from ..tiling.windows import blend_window, tile_grid
+from .plan import RestorePlan, _active_client, plan_restore
+from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a running job: ``done`` of ``total`` units (batches), and what is happening."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """What the tile loop needs; plain values, so it travels to dask workers."""
+
+    tile: tuple[int, int]
+    overlap: tuple[int, int]
+    batch_size: int
+    device: str
+    precision: str
+
+
+def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
+    device = torch.device(settings.device)
+    with torch.inference_mode(), autocast(device, settings.precision):
+        x = torch.from_numpy(batch).to(device, non_blocking=True)
+        return net(x).float().cpu().numpy()
+
+
+def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int, None, np.ndarray]:
+    """Restore (N, C, Y, X) float32 images tile by tile; yields after each batch, returns (N, C', Y, X).
+
+    On out-of-memory the batch is halved, then the tile, and the work is retried.
+    """
+    n, _, h, w = images.shape
+    tile, overlap, batch = settings.tile, settings.overlap, settings.batch_size
+    while True:
+        try:
+            corners = tile_grid((h, w), tile, overlap)
+            merger = ArrayMerger((n, net.out_channels, h, w))
+            for corner in corners:
+                merger.set_window(corner, blend_window(tile, overlap, corner, (h, w)))
+            jobs = [(i, y, x) for i in range(n) for (y, x) in corners]
+            for start in range(0, len(jobs), batch):
+                chunk = jobs[start : start + batch]
+                tiles = np.stack([images[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
+                with FORWARD_LOCK:
+                    pred = _predict(net, tiles, settings)
+                for values, location in zip(pred, chunk):
+                    merger.add(values, location)
+                yield len(chunk)
+            return merger.finalize()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if settings.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if batch > 1:
+                batch //= 2
+            elif min(tile) > 64:
+                tile = (max(64, tile[0] // 2), max(64, tile[1] // 2))
+                overlap = tuple(min(o, t // 4) for o, t in zip(overlap, tile))
+            else:
+                raise InvalidInputError(
+                    f"out of memory on {settings.device} even with batch 1 and {tile} tiles; use device='cpu'"
+                ) from exc
+
+
+def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
+    """Restore raw (k, C, Y, X) planes; yields tiles done per batch, returns (k, C, Y, X) of ``out_dtype``."""
+    _check_finite(raw)
+    x = normalizer.forward(raw)
+    k, c, h, w = x.shape
+    y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
+    return cast_to(normalizer.inverse(y.reshape(k, -1, h, w)), out_dtype)
+
+
+def restore_block(raw: np.ndarray, net, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
+    """:func:`iter_block` run to its end (for dask tasks)."""
+    gen = iter_block(net, raw, normalizer, settings, out_dtype, separate)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _check_finite(block: np.ndarray) -> None:
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
+
+
+def _block_on_worker(block, spec: ModelSpec, normalizer, settings, out_dtype, separate, mean_mode, local_size):
+    """dask task: the model is rebuilt once per worker process from its bytes and cached there."""
+    net = cached_model(spec, torch.device(settings.device), mean_mode, local_size)
+    return restore_block(np.asarray(block), net, normalizer, settings, out_dtype, separate)
+
+
+@contextmanager
+def _mean_mode(net, mode: str, local_size: int):
+    """Run ``net`` with the plan's GAMA mean mode, then put the caller's model back as it was."""
+    gamas = [m for m in net.modules() if type(m).__name__ == "GAMA"]
+    before = [(g.mean_mode, g.local_size) for g in gamas]
+    net.set_mean_mode(mode, local_size)
+    try:
+        yield net
+    finally:
+        for g, (m, s) in zip(gamas, before):
+            g.mean_mode, g.local_size = m, s
+
+
+def _settings(plan: RestorePlan) -> TileSettings:
+    return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision)
+
+
+def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:
+    n = plan.layout.planes
+    return [(i, min(n, i + plan.chunk_planes)) for i in range(0, n, plan.chunk_planes)]
+
+
+def _lazy_result(plan: RestorePlan):
+    """A dask array of the restored stack (input axes and shape), computed chunk by chunk on demand."""
+    canonical = plan.layout.to_canonical(plan.source.array)
+    canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
+    spec = ModelSpec.from_model(plan.model)
+    restored = canonical.map_blocks(
+        _block_on_worker, spec, plan.normalizer, _settings(plan), plan.out_dtype, plan.channel_mode == "separate",
+        plan.mean_mode, plan.local_size, dtype=np.dtype(plan.out_dtype), meta=np.empty((0, 0, 0, 0), plan.out_dtype),
+    )  # fmt: skip
+    return plan.layout.from_canonical(restored)
+
+
+def _open_sink(plan: RestorePlan):
+    if plan.output == "zarr":
+        return ZarrSink(plan.layout, plan.out_dtype, plan.out_path)
+    if plan.output == "tiff":
+        return TiffSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata)
+    return ArraySink(plan.layout, plan.out_dtype)
+
+
+def _read(canonical, start: int, stop: int) -> np.ndarray:
+    block = canonical[start:stop]
+    return np.asarray(block.compute(scheduler="threads") if hasattr(block, "compute") else block)
+
+
+def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:
+    """Restore chunk after chunk here; the next chunk is read while this one computes."""
+    canonical = plan.layout.to_canonical(plan.source.array)
+    settings, separate = _settings(plan), plan.channel_mode == "separate"
+    bounds = _chunk_bounds(plan)
+    done = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="gama-ir-read") as reader, _mean_mode(
+        plan.model, plan.mean_mode, plan.local_size
+    ) as net:
+        net.to(plan.device)
+        pending = reader.submit(_read, canonical, *bounds[0])
+        for j, (start, stop) in enumerate(bounds):
+            raw = pending.result()
+            if j + 1 < len(bounds):
+                pending = reader.submit(_read, canonical, *bounds[j + 1])
+            gen = iter_block(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
+            while True:
+                try:
+                    done += next(gen)
+                except StopIteration as finished:
+                    yield start, finished.value
+                    break
+                yield Progress(done, total, f"planes {start + 1}-{stop} of {plan.layout.planes}")
+
+
+def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:
+    """Restore chunks on the active dask.distributed cluster; collect them in order."""
+    client = _active_client()
+    canonical = plan.layout.to_canonical(plan.source.array)
+    if not hasattr(canonical, "dask"):
+        import dask.array as da
+
+        canonical = da.from_array(canonical)
+    canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
+    spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True)
+    args = (plan.normalizer, _settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
+    futures = [client.submit(_block_on_worker, block, spec, *args, pure=False) for block in canonical.to_delayed().ravel()]
+    per_chunk = total / max(1, len(futures))
+    try:
+        for j, (start, _stop) in enumerate(_chunk_bounds(plan)):
+            block = futures[j].result()
+            yield Progress(round((j + 1) * per_chunk), total, f"chunk {j + 1} of {len(futures)} (cluster)")
+            yield start, block
+    finally:
+        client.cancel(futures)
+
+
+def iter_restore(data, model=None, **options) -> Generator[Progress, None, object]:
+    """Restore ``data`` step by step: yields :class:`Progress` after each batch, returns the result.
+
+    Takes the arguments of :func:`restore` except ``progress`` and ``cancel``. Closing the generator
+    (``gen.close()``, as napari's ``worker.quit()`` does) stops between batches and removes any partial
+    output file.
+    """
+    plan = options.pop("plan", None) or plan_restore(data, model, **options)
+    if plan.output == "dask":
+        return _lazy_result(plan)
+    per_image = plan.tiles_per_image
+    total = sum(math.ceil((b - a) * plan.samples_per_plane * per_image / plan.batch_size) for a, b in _chunk_bounds(plan))
+    yield Progress(0, total, plan.describe())
+    sink = _open_sink(plan)
+    blocks = _distributed_blocks(plan, total) if plan.distributed else _local_blocks(plan, total)
+    try:
+        for item in blocks:
+            if isinstance(item, Progress):
+                yield item
+            else:
+                sink.write(*item)
+        result = sink.finish()
+    except BaseException:
+        blocks.close()
+        sink.abort()
+        raise
+    return result
+
+
+def restore(
+    data,
+    model=None,
+    *,
+    axes: str | None = None,
+    tile="auto",
+    overlap="auto",
+    batch_size="auto",
+    device="auto",
+    precision="auto",
+    dtype=None,
+    out=None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    mean_mode: str | None = None,
+):
+    """Restore (denoise) every 2-D plane of an image or stack with a GAMA-IR model.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, dask.array.Array, zarr.Array, memmap, str or PathLike
+        Any shape with Y and X axes (YX, ZYX, TZYX, CYX, YXC, TCZYX, ...); uint8/uint16/int/float.
+        Paths: TIFF (OME, BigTIFF, ImageJ) or zarr. The input is never modified.
+    model : str, PathLike, GAMAIR or None
+        A shipped or user model name, a path to ``NAME.safetensors``, or a loaded network.
+        None picks the shipped default for the data (RGB or single-channel).
+    axes : str, optional
+        Overrides the axes read from the file or guessed from the shape (see the README's rules).
+    tile, overlap : int or "auto"
+        Tile edge and overlap in pixels. "auto": whole planes up to 1024 px on the CPU (2048 on a
+        GPU), else equal tiles that just cover the plane, 32 px overlap.
+    batch_size : int or "auto"
+        Tiles per forward pass; "auto" sizes it from free GPU memory, or to ~1 MP on the CPU.
+    device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
+        "auto" picks CUDA, then MPS, then the CPU.
+    precision : {"auto", "fp32", "fp16", "bf16"}
+        "auto": bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
+    dtype : numpy dtype, optional
+        Output dtype; default the input's (integers are rounded and clipped to their range).
+    out : str or PathLike, optional
+        Stream the result to a ``.tif``/``.tiff`` or ``.zarr`` (written to a temporary name, renamed at
+        the end) and return the path.
+    progress : callable(done, total), optional
+        Called after each batch.
+    cancel : threading.Event, optional
+        Checked between batches; when set, stops with :class:`RestoreCancelled` and leaves no output.
+    mean_mode : {"global", "local"}, optional
+        GAMA mean mode at inference; default the model card's choice.
+
+    Returns
+    -------
+    numpy.ndarray, dask.array.Array or str
+        numpy in, numpy out (same shape and axes); lazy in with ``out=None``, a lazy dask array;
+        with ``out``, the output path.
+
+    Raises
+    ------
+    InvalidInputError, InvalidDtypeError, ModelFileError
+        Bad data, options or model files; the message names the value and what is accepted.
+    RestoreCancelled
+        ``cancel`` was set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> noisy = np.random.default_rng(0).poisson(20, (2, 64, 64)).astype(np.uint16)
+    >>> clean = restore(noisy, axes="ZYX")
+    >>> clean.shape, clean.dtype
+    ((2, 64, 64), dtype('uint16'))
+    """
+    gen = iter_restore(
+        data, model, axes=axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
+        precision=precision, dtype=dtype, out=out, mean_mode=mean_mode,
+    )  # fmt: skip
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                gen.close()
+                raise RestoreCancelled("restore was cancelled; no output was kept")
+            step = next(gen)
+            if progress is not None:
+                progress(step.done, step.total)
+    except StopIteration as stop:
+        return stop.value

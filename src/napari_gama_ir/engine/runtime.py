@@ -1,0 +1,120 @@
+"""Where and how the network runs: device pick, autocast, out-of-memory back-off, per-process model cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve "auto" to CUDA, then MPS, then CPU; check that an explicit choice exists here."""
+    name = str(device)
+    base = name.split(":")[0]
+    if base not in DEVICES:
+        raise InvalidInputError(f"device {name!r} is not known; accepted: {', '.join(DEVICES)} (or 'cuda:N')")
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} was asked for but CUDA is not available here; use device='cpu' or 'auto'")
+    if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InvalidInputError(f"device {name!r} was asked for but MPS is not available here; use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """"auto" is bf16 on CUDA GPUs that support it, else fp16 on CUDA, fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision {precision!r} is not known; accepted: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        if precision != "fp32" and device.type == "cpu":
+            raise InvalidInputError(f"precision {precision!r} needs a GPU; on the CPU use 'fp32' or 'auto'")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast context for fp16/bf16 on a GPU; a no-op for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors (torch raises several kinds)."""
+    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_gpu_bytes(device: torch.device) -> int | None:
+    """Free memory on a CUDA device, or None elsewhere."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+# --- a model that travels to dask workers as bytes and is built once per process -----------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as plain bytes (card JSON + safetensors), cheap to send to dask workers."""
+
+    card_json: str
+    weights: bytes
+
+    @classmethod
+    def from_model(cls, net: nn.Module) -> "ModelSpec":
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        return cls(net.card.to_json(), save(state))
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(self.weights + self.card_json.encode()).hexdigest()
+
+
+_CACHE: dict[tuple[str, str, str], nn.Module] = {}
+_CACHE_LOCK = threading.Lock()
+FORWARD_LOCK = threading.Lock()  # one forward pass at a time per process: torch already uses every core
+
+
+def cached_model(spec: ModelSpec, device: torch.device, mean_mode: str, local_size: int) -> nn.Module:
+    """Build the network described by ``spec`` once per process and device."""
+    from safetensors.torch import load
+
+    from ..model.gama_ir import GAMAIR
+    from ..zoo.card import ModelCard
+
+    key = (spec.key, str(device), f"{mean_mode}:{local_size}")
+    with _CACHE_LOCK:
+        net = _CACHE.get(key)
+        if net is None:
+            card = ModelCard.from_dict(json.loads(spec.card_json))
+            net = GAMAIR(**card.model_args)
+            net.load_state_dict(load(spec.weights))
+            net.set_mean_mode(mean_mode, local_size)
+            net.card = card
+            net.eval().to(device)
+            _CACHE[key] = net
+        return net

@@ -1,0 +1,266 @@
+"""GAMA-IR: Global Additive Multidimensional Averaging for fast image restoration.
+
+Y. Mansour, R. Heckel, "GAMA-IR: Global Additive Multidimensional Averaging for Fast Image
+Restoration", arXiv 2404.00807. No official code exists; this file follows what is known of it.
+
+- [paper]   a shallow U-shaped encoder-decoder built for low latency and memory.
+- [summary] the GAMA unit: means over C, H and W; the H- and W-means transposed into one-channel
+            2-D maps; a Conv2d(1, 1, 7) on each of the three maps; the results broadcast and added.
+            Additive skips, 1x1 down/upsampling, global residual.
+- [default] the building block is NAFNet's (Chen et al., arXiv 2204.04676) with GAMA in place of its
+            simplified channel attention; down = 1x1 conv c->c/2 + PixelUnshuffle(2), up = 1x1 conv
+            c->2c + PixelShuffle(2); bias in the GAMA convs, nothing else inside GAMA.
+- [ours]    ``mean_mode="local"`` replaces the global means by box means of ``local_size`` input pixels
+            (NAFNet's TLC idea, Chu et al., arXiv 2112.04491), which makes the receptive field finite.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of a B x C x H x W tensor, with a per-channel affine."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class SimpleGate(nn.Module):
+    """Split the channels in two halves and multiply them (NAFNet's nonlinearity)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+def _box_mean(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Mean over a centred window of ``size`` along ``dim`` (shrinking at the borders)."""
+    n = x.shape[dim]
+    if size >= 2 * n - 1:  # every window covers the whole axis
+        return x.mean(dim, keepdim=True).expand_as(x)
+    half = size // 2
+    csum = F.pad(x.movedim(dim, -1).cumsum(-1), (1, 0))
+    idx = torch.arange(n, device=x.device)
+    hi = (idx + half + 1).clamp(max=n)
+    lo = (idx - half).clamp(min=0)
+    out = (csum[..., hi] - csum[..., lo]) / (hi - lo).to(x.dtype)
+    return out.movedim(-1, dim)
+
+
+class GAMA(nn.Module):
+    """Global Additive Multidimensional Averaging: 150 parameters, a global receptive field.
+
+    Parameters
+    ----------
+    kernel_size : int
+        Size of the three 1-in/1-out convolutions on the mean maps (7 in the paper).
+    mean_mode : {"global", "local"}
+        "global" averages over the whole H and W (the paper); "local" over a centred box of
+        ``local_size`` pixels, so that a tile sees the same statistics as the whole image.
+    local_size : int
+        Box size along H and W in this block's own pixels, used when ``mean_mode="local"``.
+    """
+
+    def __init__(self, kernel_size: int = 7, mean_mode: str = "global", local_size: int = 96) -> None:
+        super().__init__()
+        if mean_mode not in ("global", "local"):
+            raise ValueError(f"mean_mode must be 'global' or 'local', got {mean_mode!r}")
+        pad = kernel_size // 2
+        self.conv_c = nn.Conv2d(1, 1, kernel_size, padding=pad)  # on the H x W map of the C-mean
+        self.conv_h = nn.Conv2d(1, 1, kernel_size, padding=pad)  # on the C x W map of the H-mean
+        self.conv_w = nn.Conv2d(1, 1, kernel_size, padding=pad)  # on the H x C map of the W-mean
+        self.mean_mode = mean_mode
+        self.local_size = int(local_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        f_c = self.conv_c(x.mean(1, keepdim=True))  # B x 1 x H x W
+        if self.mean_mode == "global":
+            mean_h = x.mean(2)  # B x C x W, a one-channel C x W map
+            f_h = self.conv_h(mean_h[:, None]).view(b, c, 1, w)
+            mean_w = x.mean(3).transpose(1, 2)  # B x H x C, a one-channel H x C map
+            f_w = self.conv_w(mean_w[:, None]).view(b, h, c).transpose(1, 2)[..., None]
+        else:
+            # One C x W map per row (and one H x C map per column) of local means.
+            mean_h = _box_mean(x, 2, self.local_size)  # B x C x H x W
+            f_h = self.conv_h(mean_h.permute(0, 2, 1, 3).reshape(b * h, 1, c, w))
+            f_h = f_h.view(b, h, c, w).permute(0, 2, 1, 3)
+            mean_w = _box_mean(x, 3, self.local_size)
+            f_w = self.conv_w(mean_w.permute(0, 3, 2, 1).reshape(b * w, 1, h, c))
+            f_w = f_w.view(b, w, h, c).permute(0, 3, 2, 1)
+        return x + f_c + f_h + f_w
+
+
+class GAMABlock(nn.Module):
+    """NAFNet's block with GAMA in place of simplified channel attention.
+
+    Parameters
+    ----------
+    channels : int
+        Channels in and out.
+    expand : int
+        Expansion of the 1x1 convs before each SimpleGate (2, as in NAFNet).
+    use_gama : bool
+        False replaces GAMA by ``nn.Identity()`` (for ablations and tests).
+    kernel_size, mean_mode, local_size
+        Passed to :class:`GAMA`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        expand: int = 2,
+        use_gama: bool = True,
+        kernel_size: int = 7,
+        mean_mode: str = "global",
+        local_size: int = 96,
+    ) -> None:
+        super().__init__()
+        hidden = channels * expand
+        self.norm1 = LayerNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, hidden, 1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)  # depthwise
+        self.gate = SimpleGate()
+        self.gama = GAMA(kernel_size, mean_mode, local_size) if use_gama else nn.Identity()
+        self.conv3 = nn.Conv2d(hidden // 2, channels, 1)
+        self.norm2 = LayerNorm2d(channels)
+        self.conv4 = nn.Conv2d(channels, hidden, 1)  # feed-forward half
+        self.conv5 = nn.Conv2d(hidden // 2, channels, 1)
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))  # residual scales, start at 0
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate(self.conv2(self.conv1(self.norm1(x))))
+        x = x + self.beta * self.conv3(self.gama(y))
+        y = self.conv5(self.gate(self.conv4(self.norm2(x))))
+        return x + self.gamma * y
+
+
+class GAMAIR(nn.Module):
+    """The U-shaped GAMA-IR network.
+
+    Input and output are B x C x H x W float tensors, for any H and W (padded internally by reflection
+    to a multiple of ``2 ** len(enc_blocks)`` and cropped back). The output is ``input + residual``
+    when ``in_channels == out_channels``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input image (1 for grayscale, 3 for RGB).
+    out_channels : int or None
+        Channels of the output; None means ``in_channels``.
+    width : int
+        Channels at full resolution; doubled at each level down.
+    enc_blocks : tuple of int
+        Blocks per encoder level; its length is the number of levels.
+    middle_blocks : int
+        Blocks at the lowest resolution.
+    dec_blocks : tuple of int
+        Blocks per decoder level, lowest level last (same length as ``enc_blocks``).
+    expand : int
+        Channel expansion inside each block.
+    kernel_size : int
+        GAMA convolution size.
+    use_gama : bool
+        False builds the same network without GAMA units.
+    mean_mode : {"global", "local"}
+        GAMA mean mode (see :class:`GAMA`).
+    local_size : int
+        Box size in input pixels for ``mean_mode="local"``; divided by 2 at each level down.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        width: int = 42,
+        enc_blocks: tuple[int, ...] = (2, 2, 2, 2),
+        middle_blocks: int = 2,
+        dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
+        expand: int = 2,
+        kernel_size: int = 7,
+        use_gama: bool = True,
+        mean_mode: str = "global",
+        local_size: int = 192,
+    ) -> None:
+        super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
+        if len(enc_blocks) != len(dec_blocks):
+            raise ValueError(f"enc_blocks and dec_blocks need the same length, got {enc_blocks} and {dec_blocks}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.levels = len(enc_blocks)
+
+        def blocks(n: int, ch: int, level: int) -> nn.Sequential:
+            size = max(1, local_size // 2**level)
+            return nn.Sequential(*[GAMABlock(ch, expand, use_gama, kernel_size, mean_mode, size) for _ in range(n)])
+
+        self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
+        ch = width
+        for level, n in enumerate(enc_blocks):
+            self.encoders.append(blocks(n, ch, level))
+            self.downs.append(nn.Sequential(nn.Conv2d(ch, ch // 2, 1), nn.PixelUnshuffle(2)))
+            ch *= 2
+        self.middle = blocks(middle_blocks, ch, self.levels)
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for level, n in reversed(list(enumerate(dec_blocks))):
+            self.ups.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 1), nn.PixelShuffle(2)))
+            ch //= 2
+            self.decoders.append(blocks(n, ch, level))
+        self.ending = nn.Conv2d(width, out_channels, 3, padding=1)
+
+    def set_mean_mode(self, mean_mode: str, local_size: int | None = None) -> None:
+        """Switch every GAMA unit to "global" or "local" means (``local_size`` in input pixels)."""
+        for level_blocks, level in self._blocks_by_level():
+            for block in level_blocks:
+                if isinstance(block.gama, GAMA):
+                    if mean_mode not in ("global", "local"):
+                        raise ValueError(f"mean_mode must be 'global' or 'local', got {mean_mode!r}")
+                    block.gama.mean_mode = mean_mode
+                    if local_size is not None:
+                        block.gama.local_size = max(1, int(local_size) // 2**level)
+
+    def _blocks_by_level(self):
+        for level, enc in enumerate(self.encoders):
+            yield enc, level
+        yield self.middle, self.levels
+        for i, dec in enumerate(self.decoders):
+            yield dec, self.levels - 1 - i
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        h, w = inp.shape[-2:]
+        x = self._pad(inp)
+        feat = self.intro(x)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            feat = encoder(feat)
+            skips.append(feat)
+            feat = down(feat)
+        feat = self.middle(feat)
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+            feat = decoder(up(feat) + skip)  # additive skip
+        out = self.ending(feat)
+        if self.in_channels == self.out_channels:
+            out = out + x  # global residual
+        return out[..., :h, :w]
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        m = 2**self.levels
+        ph, pw = (-x.shape[-2]) % m, (-x.shape[-1]) % m
+        if not (ph or pw):
+            return x
+        # reflect needs pad < size; fall back to replicate for tiny images
+        mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
