@@ -7,7 +7,6 @@ network in batches, blend, invert the normalisation, cast, and hand the planes t
 
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a running job: ``done`` of ``total`` units (batches), and what is happening."""
+    """One step of a running job: ``done`` of ``total`` units (tiles), and what is happening."""
 
     done: int
     total: int
@@ -44,6 +43,7 @@ class TileSettings:
     batch_size: int
     device: str
     precision: str
+    window: str = "cosine"  # blend window kind, see tiling.windows.ramp_1d
 
 
 def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
@@ -62,10 +62,11 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
     tile, overlap, batch = settings.tile, settings.overlap, settings.batch_size
     while True:
         try:
+            tile = (min(tile[0], h), min(tile[1], w))  # a tile never exceeds the image (windows match slices)
             corners = tile_grid((h, w), tile, overlap)
             merger = ArrayMerger((n, net.out_channels, h, w))
             for corner in corners:
-                merger.set_window(corner, blend_window(tile, overlap, corner, (h, w)))
+                merger.set_window(corner, blend_window(tile, overlap, corner, (h, w), kind=settings.window))
             jobs = [(i, y, x) for i in range(n) for (y, x) in corners]
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
@@ -227,7 +228,7 @@ def iter_restore(data, model=None, **options) -> Generator[Progress, None, objec
     if plan.output == "dask":
         return _lazy_result(plan)
     per_image = plan.tiles_per_image
-    total = sum(math.ceil((b - a) * plan.samples_per_plane * per_image / plan.batch_size) for a, b in _chunk_bounds(plan))
+    total = plan.layout.planes * plan.samples_per_plane * per_image  # tiles; iter_tiles yields tiles per batch
     yield Progress(0, total, plan.describe())
     sink = _open_sink(plan)
     blocks = _distributed_blocks(plan, total) if plan.distributed else _local_blocks(plan, total)
@@ -288,7 +289,7 @@ def restore(
         Stream the result to a ``.tif``/``.tiff`` or ``.zarr`` (written to a temporary name, renamed at
         the end) and return the path.
     progress : callable(done, total), optional
-        Called after each batch.
+        Called after each batch with the tiles done so far and the total number of tiles.
     cancel : threading.Event, optional
         Checked between batches; when set, stops with :class:`RestoreCancelled` and leaves no output.
     mean_mode : {"global", "local"}, optional

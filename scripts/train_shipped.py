@@ -1,0 +1,80 @@
+"""Train a shipped model with the project's own training engine (``mode="synthetic"``).
+
+Usage (the exact commands and seeds of the shipped models are in docs/benchmarks.md and their cards):
+    python scripts/train_shipped.py general-gray --preset w16 --minutes 40 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import datasets  # noqa: E402
+
+from napari_gama_ir import save_model  # noqa: E402
+from napari_gama_ir.training import FinetuneOptions, NoiseModel, iter_finetune  # noqa: E402
+
+RECIPES = {
+    "general-gray": dict(
+        description="Grayscale photos and fluorescence; blind Gaussian (sigma 0-55/255) and Poisson-Gaussian noise",
+        domain="general", rgb=False, with_nuclei=True, noise=NoiseModel("mixed", 0, 55, 2, 200, clip_probability=0.25),
+    ),
+}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--preset", default="w16")
+    p.add_argument("--minutes", type=float, default=40)
+    p.add_argument("--steps", type=int, default=1_000_000)
+    p.add_argument("--patch", type=int, default=96)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--checkpoint", default=None, help="checkpoint stem (resumable with --resume)")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = RECIPES[args.name]
+    train = datasets.split("train", recipe["rgb"], recipe["with_nuclei"])
+    val = datasets.split("val", recipe["rgb"], recipe["with_nuclei"])
+    opts = FinetuneOptions(
+        clean=list(train.values()), base=f"scratch:{args.preset}", mode="synthetic", steps=args.steps,
+        max_minutes=args.minutes, patch_size=args.patch, batch_size=args.batch, lr=args.lr, loss="psnr",
+        eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
+        device=args.device, name=args.name, checkpoint=args.checkpoint, resume=args.resume,
+        axes="YXC" if recipe["rgb"] else "YX", val_crop=256,
+        data_note=f"train: {sorted(train)}; val: {sorted(val)}; held out for evaluation: {datasets.EVAL_PHOTOS} and nuclei rows 384-512 (scripts/datasets.py)",
+    )  # fmt: skip
+    t0 = time.time()
+    gen = iter_finetune(opts)
+    try:
+        while True:
+            prog = next(gen)
+            if prog.val_psnr is not None:
+                print(f"step {prog.step:6d}  loss {prog.loss:8.3f}  lr {prog.lr:.2e}  val PSNR {prog.val_psnr:6.2f}  "
+                      f"SSIM {prog.val_ssim:.4f}  {prog.elapsed / 60:5.1f} min", flush=True)  # fmt: skip
+    except StopIteration as stop:
+        net = stop.value
+    command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    net.card = net.card.replace(
+        description=recipe["description"], domain=recipe["domain"], axes_hint="YXC" if recipe["rgb"] else "YX",
+        training={**net.card.training, "command": command, "torch": torch.__version__},
+    )  # fmt: skip
+    path = save_model(net, Path(args.out) / args.name)
+    print(f"saved {path} after {(time.time() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Random training patches, drawn lazily from stacks of any size, with flips and 90-degree rotations.
+
+Images are held as (planes, C, Y, X) views (numpy, memmap or dask); a patch reads only its own pixels.
+Every image has one Normalizer, computed from its noisy stack and applied to noisy and clean alike,
+exactly as ``restore`` will apply it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.normalize import Normalizer
+from .noise import NoiseModel
+
+
+@dataclass
+class TrainImage:
+    """One training stack: ``noisy`` (planes, C, Y, X), an optional aligned ``clean``, a region."""
+
+    noisy: object | None
+    clean: object | None
+    normalizer: Normalizer | None
+    region: tuple[slice, slice] = (slice(None), slice(None))  # Y, X range this split may use
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        src = self.noisy if self.noisy is not None else self.clean
+        n, c = src.shape[:2]
+        y0, y1, _ = self.region[0].indices(src.shape[2])
+        x0, x1, _ = self.region[1].indices(src.shape[3])
+        return n, c, y1 - y0, x1 - x0
+
+    def read(self, which: str, plane: int, y: int, x: int, size: int) -> np.ndarray:
+        src = self.noisy if which == "noisy" else self.clean
+        y0 = self.region[0].indices(src.shape[2])[0]
+        x0 = self.region[1].indices(src.shape[3])[0]
+        patch = src[plane, :, y0 + y : y0 + y + size, x0 + x : x0 + x + size]
+        return np.asarray(patch.compute() if hasattr(patch, "compute") else patch, dtype=np.float32)
+
+
+def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip / 90-degree rotation of C x H x W patches."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        out.append(np.ascontiguousarray(a[..., ::-1] if flip else a))
+    return out
+
+
+class PatchSampler:
+    """Draws batches of (input, target) patches.
+
+    ``mode="supervised"``: input = noisy, target = clean (or a second noisy, for Noise2Noise).
+    ``mode="synthetic"``: clean images only; noise from ``noise_model`` is drawn per patch, and the
+    normaliser is estimated from the noisy image's percentiles on a pixel sample, as restore does.
+    ``mode="self-supervised"``: input = target = noisy (blind-spot masking is applied by the trainer).
+    """
+
+    def __init__(
+        self,
+        images: list[TrainImage],
+        patch_size: int,
+        mode: str,
+        rng: np.random.Generator,
+        noise_model: NoiseModel | None = None,
+        augment_patches: bool = True,
+        norm_percentiles: tuple[float, float] = (0.5, 99.9),
+    ) -> None:
+        self.images, self.mode, self.rng = images, mode, rng
+        self.noise_model, self.augment = noise_model, augment_patches
+        self.norm_percentiles = norm_percentiles
+        self.patch_size = min([patch_size] + [min(im.shape[2:]) for im in images])
+        areas = np.array([im.shape[0] * im.shape[2] * im.shape[3] for im in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def _position(self, im: TrainImage) -> tuple[int, int, int]:
+        n, _, h, w = im.shape
+        p = self.patch_size
+        return int(self.rng.integers(n)), int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (input, target) pair of C x P x P float32 patches in the normalised range."""
+        im = self.images[int(self.rng.choice(len(self.images), p=self.weights))]
+        plane, y, x = self._position(im)
+        p = self.patch_size
+        if self.mode == "synthetic":
+            clean = im.read("clean", plane, y, x, p)
+            params = self.noise_model.sample_params(self.rng)
+            noisy = self.noise_model.apply(clean, params, self.rng)
+            norm = self._synthetic_normalizer(im, plane, params)
+            pair = [norm.forward(noisy[None])[0], norm.forward(clean[None])[0]]
+        else:
+            noisy = im.read("noisy", plane, y, x, p)
+            target = noisy if self.mode == "self-supervised" else im.read("clean", plane, y, x, p)
+            pair = [im.normalizer.forward(noisy[None])[0], im.normalizer.forward(target[None])[0]]
+        return tuple(augment(pair, self.rng)) if self.augment else tuple(pair)
+
+    def _synthetic_normalizer(self, im: TrainImage, plane: int, params: dict) -> Normalizer:
+        n, c, h, w = im.shape
+        k = 4096
+        ys, xs = self.rng.integers(0, h, k), self.rng.integers(0, w, k)
+        y0 = im.region[0].indices(im.clean.shape[2])[0]
+        x0 = im.region[1].indices(im.clean.shape[3])[0]
+        pixels = np.asarray(im.clean[plane][:, y0 + ys, x0 + xs], dtype=np.float32)  # C x k
+        noisy = self.noise_model.apply(pixels, params, self.rng)
+        low, high = np.percentile(noisy, self.norm_percentiles, axis=1)
+        return Normalizer.from_bounds(low, high)
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.sample() for _ in range(size)]
+        return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+
+
+def split_validation(images: list[TrainImage], fraction: float = 0.15) -> tuple[list[TrainImage], list[TrainImage]]:
+    """Hold out whole images (the last ones) when there are several, else the bottom rows of the one."""
+    if len(images) >= 3:
+        n_val = max(1, int(round(fraction * len(images))))
+        return images[:-n_val], images[-n_val:]
+    train, val = [], []
+    for im in images:
+        h = im.shape[2]
+        cut = int(round(h * (1 - fraction)))
+        train.append(TrainImage(im.noisy, im.clean, im.normalizer, (slice(0, cut), slice(None))))
+        val.append(TrainImage(im.noisy, im.clean, im.normalizer, (slice(cut, None), slice(None))))
+    return train, val

@@ -1,0 +1,382 @@
+"""Fine-tuning and training: one readable loop in nanoGPT's order, as a generator of progress.
+
+``iter_finetune(options)`` yields :class:`FinetuneProgress` and returns the trained network (with its
+card); ``finetune(...)`` drives it with ``progress`` and ``cancel`` callbacks. The shipped models are
+trained by the same loop (``mode="synthetic"``, see ``scripts/train_shipped.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generator
+
+import numpy as np
+import torch
+
+from ..engine.runtime import autocast, pick_device, pick_precision
+from ..errors import FinetuneCancelled, InvalidInputError
+from ..model.presets import build_model
+from ..zoo.store import load_model
+from .blindspot import blindspot_mask
+from safetensors.torch import load_file
+
+from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_weights
+from .data import PatchSampler, TrainImage, split_validation
+from .datasets import as_train_images
+from .losses import LOSSES, psnr, ssim
+from .noise import NoiseModel
+
+MODES = ("supervised", "self-supervised", "synthetic")
+
+
+@dataclass
+class FinetuneOptions:
+    """Everything a training run needs (the CLI flags and the panel fields map to these one to one)."""
+
+    noisy: Any = None
+    "Noisy images: an array, a list of arrays (napari layer data), or a folder of TIFFs."
+    clean: Any = None
+    "Clean targets matched to ``noisy`` by order (or file name for folders); None for self-supervised."
+    base: Any = "default"
+    "'default', a model name or path, a loaded network, or 'scratch:<preset>' to start untrained."
+    mode: str = "supervised"
+    "'supervised' (noisy->clean, also Noise2Noise), 'self-supervised' (Noise2Void) or 'synthetic'."
+    steps: int | None = None
+    "Optimiser steps; None: from the data size (``max_minutes`` may stop earlier)."
+    max_minutes: float | None = None
+    "Wall-time bound; the learning-rate schedule follows whichever of steps/time runs out first."
+    patch_size: int = 64
+    batch_size: int = 8
+    lr: float | None = None
+    "Peak learning rate; None: 1e-3 from scratch, 2e-4 when fine-tuning a trained model."
+    min_lr: float = 1e-7
+    weight_decay: float = 0.0
+    loss: str = "psnr"
+    "'psnr' (mean log-MSE), 'l1' or 'mse'; self-supervised uses MSE on masked pixels."
+    eval_every: int | None = None
+    "Steps between validations (an 'epoch'); None: about ten validations per run."
+    val_fraction: float = 0.15
+    val_crop: int = 256
+    "Validation images are centre-cropped to this size (and at most 4 planes) to keep evaluation quick."
+    axes: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    checkpoint: str | None = None
+    "Path stem for checkpoints (written at each validation); with ``resume`` continues from it."
+    resume: bool = False
+    noise_model: NoiseModel | None = None
+    "For mode 'synthetic': noise drawn per patch on the clean images."
+    val_images: list | None = None
+    "Explicit validation pairs [(noisy, clean), ...] instead of a split of the training data."
+    name: str = "finetuned"
+    mask_fraction: float = 0.002
+    "Self-supervised: fraction of pixels masked per patch."
+    grad_clip: float = 1.0
+    data_note: str = ""
+    "Free text stored in the card's training.data (e.g. where the images came from)."
+
+
+@dataclass(frozen=True)
+class FinetuneProgress:
+    """One step of training; ``val_psnr`` is set after each validation."""
+
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed: float
+    val_psnr: float | None = None
+    val_ssim: float | None = None
+    best_psnr: float | None = None
+    message: str = ""
+
+
+def cosine_lr(step: int, total: int, peak: float, floor: float) -> float:
+    """Cosine decay from ``peak`` at step 0 to ``floor`` at ``total`` (no warm-up)."""
+    t = min(1.0, step / max(1, total))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * t))
+
+
+def _build_network(opts: FinetuneOptions, channels: int):
+    """Model: a loaded one, a shipped/user one, or a fresh preset ('scratch:<preset>')."""
+    base = opts.base
+    if isinstance(base, torch.nn.Module):
+        net = copy.deepcopy(base)
+        return net, net.card.name, False
+    if isinstance(base, str) and base.startswith("scratch"):
+        preset = base.split(":", 1)[1] if ":" in base else "w16"
+        return build_model(preset, in_channels=channels), f"scratch:{preset}", True
+    if base in (None, "default"):
+        from ..zoo.defaults import default_model_name
+
+        base = default_model_name(channels, rgb_last=channels == 3)
+    net = load_model(base)
+    if net.card.in_channels != channels:
+        raise InvalidInputError(f"base model {net.card.name!r} takes {net.card.in_channels} channels, the data has {channels}")
+    return net, net.card.name, False
+
+
+def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.random.Generator):
+    """Fixed (input, target, normalizer, data_range) tuples: same noise every validation."""
+    out = []
+    for im in val:
+        n, c, h, w = im.shape
+        size = min(opts.val_crop, h, w)
+        y, x = (h - size) // 2, (w - size) // 2
+        for plane in range(min(n, 4)):
+            if opts.mode == "synthetic":
+                clean = im.read("clean", plane, y, x, size)
+                params = opts.noise_model.sample_params(rng)
+                noisy = opts.noise_model.apply(clean, params, rng)
+                from ..io.normalize import Normalizer
+
+                norm = Normalizer.from_stack(noisy[None])
+                out.append((noisy, clean, norm, 1.0))
+            else:
+                noisy = im.read("noisy", plane, y, x, size)
+                clean = im.read("clean", plane, y, x, size) if im.clean is not None else None
+                out.append((noisy, clean, im.normalizer, float(np.mean(im.normalizer.high - im.normalizer.low))))
+    return out
+
+
+@torch.no_grad()
+def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float, float]:
+    """Mean PSNR and SSIM over validation images (against clean, or blind-spot PSNR against noisy)."""
+    net.eval()
+    scores, ssims = [], []
+    gen = torch.Generator().manual_seed(rng_seed)
+    for noisy, clean, norm, data_range in batches:
+        x = torch.from_numpy(norm.forward(noisy[None])).to(device)
+        if clean is None:  # no ground truth: score masked pixels against their noisy values
+            masked, mask = blindspot_mask(x.cpu(), 0.01, generator=gen)
+            with autocast(device, precision):
+                pred = net(masked.to(device)).float().cpu()
+            mse = (((pred - x.cpu()) ** 2) * mask).sum() / mask.sum()
+            scores.append(float(-10 * torch.log10(mse)))
+            continue
+        with autocast(device, precision):
+            pred = net(x).float().cpu().numpy()
+        restored = norm.inverse(pred)[0]
+        scores.append(psnr(restored, clean, data_range))
+        ssims.append(ssim(np.clip(restored, clean.min(), clean.max()) / data_range, clean / data_range))
+    net.train()
+    return float(np.mean(scores)), float(np.mean(ssims)) if ssims else float("nan")
+
+
+def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, torch.nn.Module]:
+    """Train per ``opts``; yields progress every step, returns the best network with an updated card."""
+    # -- setup: seeds first, so that data order, noise and init are reproducible (and resumable)
+    if opts.mode not in MODES:
+        raise InvalidInputError(f"mode {opts.mode!r} is not known; accepted: {', '.join(MODES)}")
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    device = pick_device(opts.device)
+    precision = pick_precision(opts.precision, device)
+    if precision == "fp16":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+    # -- data: lazy stacks, one normaliser each; validation held out by image (or by region)
+    images = as_train_images(opts.noisy, opts.clean, opts.mode, opts.axes)
+    channels = images[0].shape[1]
+    if opts.val_images is not None:  # explicit held-out images: clean arrays (synthetic) or (noisy, clean) pairs
+        pairs = opts.mode != "synthetic"
+        val_noisy = [p[0] for p in opts.val_images] if pairs else None
+        val_clean = [p[1] for p in opts.val_images] if pairs else list(opts.val_images)
+        train, val = images, as_train_images(val_noisy, val_clean, "supervised" if pairs else "synthetic", opts.axes)
+    else:
+        train, val = split_validation(images, opts.val_fraction)
+    sampler = PatchSampler(train, opts.patch_size, opts.mode, rng, opts.noise_model)
+    val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
+
+    # -- model: from a base (fine-tuning) or from scratch; the card records which
+    net, base_name, scratch = _build_network(opts, channels)
+    net.to(device).train()
+    peak_lr = opts.lr if opts.lr is not None else (1e-3 if scratch else 2e-4)
+    total = opts.steps or _default_steps(images, opts)
+    eval_every = opts.eval_every or max(10, total // 10)
+
+    # -- optimiser: AdamW with NAFNet's betas; the schedule is a pure function of progress
+    optimizer = torch.optim.AdamW(net.parameters(), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
+    loss_fn = LOSSES.get(opts.loss)
+    if loss_fn is None:
+        raise InvalidInputError(f"loss {opts.loss!r} is not known; accepted: {', '.join(LOSSES)}")
+    if opts.mode == "self-supervised":
+        loss_fn = LOSSES["mse"]
+
+    step, history, best_state, elapsed_before = 0, [], None, 0.0
+    mask_gen = torch.Generator().manual_seed(opts.seed + 2)
+    ckpt = Path(opts.checkpoint) if opts.checkpoint else None
+    if opts.resume and ckpt and ckpt.with_suffix(".json").exists():
+        tensors, meta = load_checkpoint(ckpt)
+        step = restore_training_state(tensors, meta, net, optimizer, rng)
+        mask_gen.set_state(tensors["rng.mask"])
+        history, best_psnr = meta["history"], meta["best_psnr"]
+        before_psnr, before_ssim, elapsed_before = meta["before_psnr"], meta["before_ssim"], meta["elapsed"]
+        best_file = ckpt.with_name(ckpt.name + "-best.safetensors")
+        best_state = load_file(str(best_file)) if best_file.exists() else None
+    else:
+        before_psnr, before_ssim = evaluate(net, val_batches, device, precision)
+        best_psnr = before_psnr  # fine-tuning must beat the base model to replace it
+    yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr, "validation before training")
+
+    # -- loop: set lr, step, validate + checkpoint every eval_every; stop on steps or time
+    t0 = time.perf_counter() - elapsed_before
+    try:
+        while step < total:
+            elapsed = time.perf_counter() - t0
+            if opts.max_minutes is not None and elapsed >= opts.max_minutes * 60:
+                break
+            frac = step / total if opts.max_minutes is None else max(step / total, elapsed / (opts.max_minutes * 60))
+            lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            inp, target = (torch.from_numpy(a) for a in sampler.batch(opts.batch_size))
+            mask = None
+            if opts.mode == "self-supervised":
+                inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
+                mask = mask.to(device)
+            inp, target = inp.to(device), target.to(device)
+            with autocast(device, precision):
+                pred = net(inp)
+            loss = loss_fn(pred.float(), target, mask)
+            loss.backward()
+            if opts.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            val_psnr = val_ssim = None
+            if step % eval_every == 0 or step == total:
+                val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
+                history.append({"step": step, "loss": float(loss), "val_psnr": val_psnr, "val_ssim": val_ssim})
+                improved = val_psnr > best_psnr
+                if improved:
+                    best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                if ckpt:
+                    state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
+                                 elapsed=time.perf_counter() - t0)  # fmt: skip
+                    save_checkpoint(ckpt, net, optimizer, step, state, rng, {"rng.mask": mask_gen.get_state()})
+                    if improved:
+                        save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
+            yield FinetuneProgress(step, total, loss.item(), lr, time.perf_counter() - t0, val_psnr, val_ssim, best_psnr)
+
+    except _StopTraining:
+        pass  # cancelled between steps: keep the best weights so far
+
+    # -- finish: the best weights, a card that says how they were made and how well they do
+    elapsed = time.perf_counter() - t0
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    after_psnr, after_ssim = evaluate(net, val_batches, device, precision)
+    net.card = net.card.replace(
+        name=opts.name,
+        normalization={"method": "percentile", "low": 0.5, "high": 99.9},
+        training={
+            **(net.card.training if not scratch else {}),
+            "base_model": base_name,
+            "mode": opts.mode,
+            "data": opts.data_note or _data_summary(images),
+            "noise": opts.noise_model.to_dict() if opts.noise_model else "real (as given)",
+            "steps": step,
+            "patch_size": sampler.patch_size,
+            "batch_size": opts.batch_size,
+            "lr": peak_lr,
+            "loss": opts.loss if opts.mode != "self-supervised" else "mse (masked)",
+            "seconds": round(elapsed, 1),
+            "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+            "seed": opts.seed,
+            "history": history,
+        },
+        metrics={
+            **({} if scratch else {"base_" + k: v for k, v in net.card.metrics.items() if not isinstance(v, dict)}),
+            "validation": {"psnr_before": before_psnr, "psnr_after": after_psnr, "ssim_before": before_ssim, "ssim_after": after_ssim},
+            "summary": f"val PSNR {before_psnr:.2f} -> {after_psnr:.2f} dB",
+        },
+    )
+    return net
+
+
+def _default_steps(images: list[TrainImage], opts: FinetuneOptions) -> int:
+    """About 20 passes over the data's pixels, between 200 and 2000 steps."""
+    pixels = sum(np.prod(im.shape) for im in images)
+    per_step = opts.patch_size**2 * opts.batch_size
+    return int(np.clip(20 * pixels / per_step, 200, 2000))
+
+
+def _data_summary(images: list[TrainImage]) -> str:
+    shapes = [tuple(int(s) for s in im.shape) for im in images]
+    return f"{len(images)} image(s), (planes, C, Y, X) = {shapes[:5]}{' ...' if len(shapes) > 5 else ''}"
+
+
+def finetune(
+    noisy=None,
+    clean=None,
+    *,
+    base="default",
+    mode: str = "supervised",
+    steps: int | None = None,
+    max_minutes: float | None = None,
+    progress: Callable[[FinetuneProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    **options,
+):
+    """Fine-tune a model on your own data and return it (save it with ``save_model``).
+
+    Parameters
+    ----------
+    noisy : array, list of arrays, or folder of TIFFs
+        Noisy images: YX, ZYX, TZYX, YXC ... (planes of stacks are used); any real dtype.
+    clean : same as ``noisy``, optional
+        Matched targets (by order, or by file name in folders); None with ``mode="self-supervised"``.
+    base : str or GAMAIR
+        "default", a model name/path/network, or "scratch:<preset>".
+    mode : {"supervised", "self-supervised", "synthetic"}
+    steps, max_minutes : int, float, optional
+        Stop after this many steps or minutes; without either, a default from the data size.
+    progress : callable(FinetuneProgress), optional
+    cancel : threading.Event, optional
+        Stops between steps and returns the best model so far (raises FinetuneCancelled only
+        when cancelled before the first step).
+    **options
+        Any other :class:`FinetuneOptions` field (patch_size, batch_size, lr, loss, axes, device,
+        checkpoint, resume, seed, name, ...).
+
+    Returns
+    -------
+    GAMAIR
+        The trained network with ``net.card`` (metrics before/after on the validation split).
+    """
+    opts = FinetuneOptions(noisy=noisy, clean=clean, base=base, mode=mode, steps=steps, max_minutes=max_minutes, **options)
+    return run_finetune(iter_finetune(opts), progress, cancel)
+
+
+def run_finetune(gen, progress=None, cancel=None):
+    """Drive an ``iter_finetune`` generator; on cancel, finish early and return the best model."""
+    started = False
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                if not started:
+                    gen.close()
+                    raise FinetuneCancelled("fine-tuning was cancelled before it started")
+                return gen.throw(_StopTraining())
+            item = next(gen)
+            started = started or item.step > 0
+            if progress is not None:
+                progress(item)
+    except StopIteration as stop:
+        return stop.value
+
+
+class _StopTraining(Exception):
+    """Thrown into the training generator to end the loop early (cancel)."""
+
+
+__all__ = ["FinetuneOptions", "FinetuneProgress", "iter_finetune", "finetune", "run_finetune", "cosine_lr"]
