@@ -38,5 +38,15 @@ __all__ = [
     "InvalidInputError",
     "InvalidDtypeError",
     "ModelFileError",
+    "restore_layer",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """``restore_layer`` (napari's console helper) is imported on first use; it needs no napari itself."""
+    if name == "restore_layer":
+        from ._napari.layers import restore_layer
+
+        return restore_layer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ class RestorePlan:
     channel_mode: str  # "joint": channels go through the model together; "separate": one by one
     tile: tuple[int, int]
     overlap: tuple[int, int]
+    align: int  # the network's 2 ** levels; the engine aligns tiles to it (tiling.windows.aligned_tiling)
     batch_size: int
     device: str
     precision: str
@@ -58,9 +59,9 @@ class RestorePlan:
 
     @property
     def tiles_per_image(self) -> int:
-        from ..tiling.windows import tile_grid
+        from ..tiling.windows import aligned_tiling, tile_grid
 
-        return len(tile_grid(self.layout.yx, self.tile, self.overlap))
+        return len(tile_grid(*aligned_tiling(self.layout.yx, self.tile, self.overlap, self.align)))
 
     def describe(self) -> str:
         """One line for the CLI and the widget."""
@@ -142,6 +143,7 @@ def plan_restore(
     if not src.lazy and not np.isfinite(arr).all():
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
+    output, out_path = _resolve_output(out, src.lazy)  # cheap checks before loading a model
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     net = _resolve_model(model, layout.channels, axes, dev)
@@ -158,7 +160,6 @@ def plan_restore(
 
     out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
     _check_dtype(out_dtype)
-    output, out_path = _resolve_output(out, src.lazy)
     levels = len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
     y, x = layout.yx
     ov = _positive_int_or_auto("overlap", overlap, "a non-negative int (pixels)")
@@ -171,8 +172,9 @@ def plan_restore(
         tile_yx = (_auto_tile(y, max_tile, ov, 2**levels), _auto_tile(x, max_tile, ov, 2**levels))
     else:
         tile_yx = (min(t, y), min(t, x))
-    if ov >= min(tile_yx) and tile_yx != (y, x):
-        raise InvalidInputError(f"overlap {ov} must be smaller than the tile {min(tile_yx)}; lower overlap= or raise tile=")
+    tiled = [t for t, size in zip(tile_yx, (y, x)) if t < size]  # an axis the tile covers needs no overlap
+    if tiled and ov >= min(tiled):
+        raise InvalidInputError(f"overlap {ov} must be smaller than the tile {min(tiled)}; lower overlap= or raise tile=")
     overlap_yx = tuple(ov if tile_yx[i] < (y, x)[i] else 0 for i in range(2))
 
     b = _positive_int_or_auto("batch_size", batch_size, "a positive int")
@@ -197,7 +199,7 @@ def plan_restore(
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
     return RestorePlan(
         model_name=card.name, axes=axes, shape=shape, in_dtype=str(in_dtype), out_dtype=str(out_dtype),
-        channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, batch_size=b, device=str(dev),
+        channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, align=2**levels, batch_size=b, device=str(dev),
         precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
         out_path=out_path, distributed=_active_client() is not None and output != "dask",
         normalizer=normalizer, layout=layout, source=src, model=net,

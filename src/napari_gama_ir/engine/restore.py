@@ -20,8 +20,8 @@ from ..errors import InvalidInputError, RestoreCancelled
 from ..io.normalize import Normalizer, cast_to
 from ..io.sinks import ArraySink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
-from ..tiling.windows import blend_window, tile_grid
-from .plan import RestorePlan, _active_client, plan_restore
+from ..tiling.windows import aligned_tiling, blend_window, tile_grid
+from .plan import AUTO_OVERLAP, RestorePlan, _active_client, plan_restore
 from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory
 
 
@@ -44,6 +44,7 @@ class TileSettings:
     device: str
     precision: str
     window: str = "cosine"  # blend window kind, see tiling.windows.ramp_1d
+    align: int = 1  # tiles start on multiples of this (the network's 2 ** levels), see aligned_tiling
 
 
 def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
@@ -54,29 +55,35 @@ def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
 
 
 def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int, None, np.ndarray]:
-    """Restore (N, C, Y, X) float32 images tile by tile; yields after each batch, returns (N, C', Y, X).
+    """Restore (N, C, Y, X) float32 images tile by tile; yields tiles done per batch, returns (N, C', Y, X).
 
+    The images are padded like the network pads them and tiles start on its ``settings.align`` grid
+    (:func:`aligned_tiling`), so a network with a finite receptive field gives the untiled result.
     On out-of-memory the batch is halved, then the tile, and the work is retried.
     """
     n, _, h, w = images.shape
     tile, overlap, batch = settings.tile, settings.overlap, settings.batch_size
+    reported = 0  # tiles already reported: a retry after out-of-memory does not count them twice
     while True:
         try:
-            tile = (min(tile[0], h), min(tile[1], w))  # a tile never exceeds the image (windows match slices)
-            corners = tile_grid((h, w), tile, overlap)
-            merger = ArrayMerger((n, net.out_channels, h, w))
+            padded, tile, overlap = aligned_tiling((h, w), tile, overlap, settings.align)
+            source = _pad_like_network(images, padded)
+            corners = tile_grid(padded, tile, overlap)
+            merger = ArrayMerger((n, net.out_channels, *padded))
             for corner in corners:
-                merger.set_window(corner, blend_window(tile, overlap, corner, (h, w), kind=settings.window))
+                merger.set_window(corner, blend_window(tile, overlap, corner, padded, kind=settings.window))
             jobs = [(i, y, x) for i in range(n) for (y, x) in corners]
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
-                tiles = np.stack([images[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
+                tiles = np.stack([source[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
                 with FORWARD_LOCK:
                     pred = _predict(net, tiles, settings)
                 for values, location in zip(pred, chunk):
                     merger.add(values, location)
-                yield len(chunk)
-            return merger.finalize()
+                if start + len(chunk) > reported:
+                    yield start + len(chunk) - reported
+                    reported = start + len(chunk)
+            return merger.finalize()[..., :h, :w]
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -86,11 +93,23 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
                 batch //= 2
             elif min(tile) > 64:
                 tile = (max(64, tile[0] // 2), max(64, tile[1] // 2))
-                overlap = tuple(min(o, t // 4) for o, t in zip(overlap, tile))
+                # tiles that covered the image had no overlap; smaller ones need one to blend
+                overlap = tuple(min(max(o, AUTO_OVERLAP), t // 4) for o, t in zip(overlap, tile))
             else:
                 raise InvalidInputError(
                     f"out of memory on {settings.device} even with batch 1 and {tile} tiles; use device='cpu'"
                 ) from exc
+
+
+def _pad_like_network(images: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
+    """Pad (N, C, Y, X) at the bottom and right to ``padded`` as GAMAIR pads its input (reflect, or edge
+    when the image is too small to reflect)."""
+    h, w = images.shape[-2:]
+    ph, pw = padded[0] - h, padded[1] - w
+    if not (ph or pw):
+        return images
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
 
 
 def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
@@ -137,7 +156,7 @@ def _mean_mode(net, mode: str, local_size: int):
 
 
 def _settings(plan: RestorePlan) -> TileSettings:
-    return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision)
+    return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision, align=plan.align)
 
 
 def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:

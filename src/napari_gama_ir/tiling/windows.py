@@ -38,6 +38,27 @@ def tile_grid(shape: tuple[int, ...], tile: tuple[int, ...], overlap: tuple[int,
     return list(itertools.product(*per_axis))
 
 
+def aligned_tiling(
+    image: tuple[int, ...], tile: tuple[int, ...], overlap: tuple[int, ...], align: int = 1
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Padded image shape, tile and overlap, each a multiple of ``align``, for :func:`tile_grid`.
+
+    A network that downsamples by ``align`` (``2 ** levels``) is only shift-equivariant by multiples of
+    ``align``; so the image is padded to a multiple of it (as the network pads itself) and every tile
+    starts on that grid. Then a tile sees exactly the pixels, phase and padding the whole image would
+    give it. The tile is rounded up and never exceeds the padded image; the overlap is rounded up and
+    stays below the tile.
+    """
+
+    def up(v: int) -> int:
+        return -(-v // align) * align
+
+    padded = tuple(up(s) for s in image)
+    tile = tuple(min(up(t), p) for t, p in zip(tile, padded))
+    overlap = tuple(0 if t >= p else min(up(o), t - align) for o, t, p in zip(overlap, tile, padded))
+    return padded, tile, overlap
+
+
 def ramp_1d(length: int, overlap: int, taper_start: bool, taper_end: bool, kind: str = "cosine") -> np.ndarray:
     """1-D window of ``length`` samples; tapered only on the sides that meet another tile.
 

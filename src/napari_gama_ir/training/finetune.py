@@ -254,7 +254,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             val_psnr = val_ssim = None
             if step % eval_every == 0 or step == total:
                 val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
-                history.append({"step": step, "loss": float(loss), "val_psnr": val_psnr, "val_ssim": val_ssim})
+                history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
                 improved = val_psnr > best_psnr
                 if improved:
                     best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

@@ -1,0 +1,61 @@
+"""npe2 contributions besides the widget: sample data and the layer-menu "Restore with defaults"."""
+
+from __future__ import annotations
+
+import napari
+from napari.layers import Layer
+
+from ..engine.plan import plan_restore
+from ..engine.restore import iter_restore
+from ..samples import load_sample
+from . import layers as L
+from .workers import report_error, start_worker
+
+
+def _sample(name: str) -> list[tuple]:
+    """A shipped sample as napari layers: the noisy image, then its clean reference (hidden)."""
+    s = load_sample(name)
+    rgb = s["axes"].endswith("C")
+    common = {"scale": s["scale"], "rgb": rgb, "metadata": {"napari_gama_ir_sample": name, "description": s["description"]}}
+    if not rgb:
+        common["colormap"] = "gray"
+        common["contrast_limits"] = (float(s["clean"].min()), float(s["clean"].max()))
+    if len(s["axes"]) > 2 and not rgb:
+        common["axis_labels"] = tuple(s["axes"].lower())
+    out = [(s["noisy"], {**common, "name": "noisy"}, "image")]
+    if s["clean"] is not None:
+        out.append((s["clean"], {**common, "name": "clean", "visible": False}, "image"))
+    return out
+
+
+def fluorescence_2d() -> list[tuple]:
+    """Nuclei, 2-D fluorescence (512 x 512, uint16), Poisson-Gaussian noise, and the clean image."""
+    return _sample("fluorescence-2d")
+
+
+def fluorescence_3d() -> list[tuple]:
+    """A mitotic nucleus, real 3-D ZYX fluorescence (60 x 60 x 50, uint16), noisy and original."""
+    return _sample("fluorescence-3d")
+
+
+def photo_rgb() -> list[tuple]:
+    """An RGB photo (320 x 320, uint8) with Gaussian noise sigma 25, and the clean photo."""
+    return _sample("photo-rgb")
+
+
+def restore_with_defaults(viewer: napari.viewer.Viewer):
+    """Layers > Filters > Restore with defaults: restore the selected Image layer in the background.
+
+    Returns the worker (None when nothing could start; a notification then says why).
+    """
+    try:
+        data, axes, meta = L.layer_to_input(viewer.layers.selection.active)
+        plan = plan_restore(data, axes=axes, out=L.output_target(data, meta["name"]))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
+        report_error(exc)
+        return None
+
+    def add(result):
+        viewer.add_layer(Layer.create(*L.result_to_layer_tuple(result, meta, plan.model_name)))
+
+    return start_worker(iter_restore, {"data": data, "plan": plan}, None, add, desc=f"GAMA-IR: {plan.model_name}")

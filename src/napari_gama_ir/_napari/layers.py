@@ -1,0 +1,173 @@
+"""napari layers <-> restore(): layer -> (array, axes, metadata); result -> LayerDataTuple.
+
+Everything here reads layer attributes duck-typed and imports no napari, so :func:`restore_layer`
+(exported lazily as ``napari_gama_ir.restore_layer``) works in napari's console without any import
+cost and on anything that looks like an Image layer.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.plan import plan_restore
+from ..engine.restore import iter_restore
+from ..errors import InvalidInputError
+from ..io.axes import default_axes
+from ..io.files import open_input
+
+ZARR_THRESHOLD_BYTES = 2 << 30
+"Results larger than this (2 GiB), or of a lazy (dask/zarr) layer, go to a zarr store on disk, not RAM."
+PREVIEW_LAYER = "preview"
+AXES_CHOICES = {
+    2: ("YX",),
+    3: ("ZYX", "TYX", "CYX", "YXC"),
+    4: ("TZYX", "ZCYX", "CZYX", "ZYXC", "TYXC"),
+    5: ("TCZYX", "TZCYX", "CTZYX", "TZYXC"),
+}
+
+
+def layer_data(layer):
+    """The array behind an Image layer (level 0 of a multiscale one); other layers raise."""
+    kind = type(layer).__name__
+    if kind != "Image":
+        what = "nothing" if layer is None else f"the {kind} layer {getattr(layer, 'name', '')!r}"
+        raise InvalidInputError(
+            f"only Image layers can be restored, got {what}; select an Image layer (labels, points, shapes "
+            "and surfaces hold no pixels to denoise)"
+        )
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if len(data.shape) < 2:
+        raise InvalidInputError(f"layer {layer.name!r} has shape {tuple(data.shape)}; need at least Y and X axes")
+    return data
+
+
+def detect_axes(layer) -> str:
+    """Axes of a layer's data: from its axis labels when they are T/Z/C/Y/X letters, else from rgb and ndim."""
+    ndim = len(layer_data(layer).shape)
+    rgb = bool(getattr(layer, "rgb", False))
+    labels = [str(a).upper() for a in getattr(layer, "axis_labels", ())]
+    letters = "".join(labels) + ("C" if rgb else "")
+    if all(len(a) == 1 and a in "TZCYX" for a in labels) and len(letters) == ndim == len(set(letters)):
+        return letters
+    if rgb:
+        return "TZ"[5 - ndim :] + "YXC" if ndim <= 5 else default_axes(layer_data(layer).shape)
+    return default_axes(tuple(layer_data(layer).shape), rgb=False)
+
+
+def axes_choices(layer) -> list[str]:
+    """The detected axes first, then the other readings of a layer's ndim (for the override)."""
+    detected = detect_axes(layer)
+    return [detected] + [a for a in AXES_CHOICES.get(len(detected), ()) if a != detected]
+
+
+def layer_to_input(layer) -> tuple[object, str, dict]:
+    """An Image layer as ``(data, axes, metadata)``; metadata is what the result layer copies."""
+    data = layer_data(layer)
+    meta = {
+        "name": layer.name,
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "axis_labels": tuple(getattr(layer, "axis_labels", ())),
+        "units": tuple(getattr(layer, "units", ())) or None,
+        "contrast_limits": tuple(layer.contrast_limits),
+        "colormap": getattr(getattr(layer, "colormap", None), "name", "gray"),
+        "rgb": bool(getattr(layer, "rgb", False)),
+        "blending": getattr(layer, "blending", "translucent"),
+    }
+    return data, detect_axes(layer), meta
+
+
+def output_target(data, name: str, dtype=None) -> str | None:
+    """None to restore into RAM; else a new ``.zarr`` path in a temporary folder (big or lazy data)."""
+    itemsize = np.dtype(dtype or data.dtype).itemsize
+    if isinstance(data, np.ndarray) and math.prod(data.shape) * itemsize <= ZARR_THRESHOLD_BYTES:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="napari-gama-ir-"))
+    return str(folder / ("".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".zarr"))
+
+
+def result_to_layer_tuple(result, meta: dict, model_name: str, name: str | None = None) -> tuple:
+    """A restored array (or the path of a zarr result) -> ``(data, kwargs, "image")`` with the input's look."""
+    path = result if isinstance(result, str) else None
+    data = open_input(path).array if path else result
+    kwargs = {k: v for k, v in meta.items() if k != "name" and v is not None}
+    kwargs["name"] = name or f"{meta['name']} restored ({model_name})"
+    kwargs["metadata"] = {"napari_gama_ir": {"source_layer": meta["name"], "model": model_name, "path": path}}
+    return data, kwargs, "image"
+
+
+def current_plane(layer, point, axes: str) -> tuple[np.ndarray, str, dict]:
+    """The plane at the viewer's ``point`` (world coordinates), cropped to the visible region.
+
+    Returns the plane as numpy, its axes ("YX", or "YXC"/"CYX" with channels) and the metadata that
+    puts a 2-D preview layer on top of it.
+    """
+    data, _, meta = layer_to_input(layer)
+    at = layer.world_to_data(point)
+    corners = np.asarray(getattr(layer, "corner_pixels", np.zeros((2, len(at)))), dtype=int)
+    index, starts = [], {}
+    for i, a in enumerate(axes):
+        if a in "YX":
+            lo, hi = int(corners[0][i]), int(corners[1][i]) + 1
+            lo, hi = (lo, min(hi, data.shape[i])) if hi - lo >= 16 else (0, data.shape[i])
+            index.append(slice(lo, hi))
+            starts[a] = lo
+        elif a == "C":
+            index.append(slice(None))
+        else:
+            index.append(min(max(int(round(at[i])), 0), data.shape[i] - 1))
+    plane = np.asarray(data[tuple(index)])
+    kept = "".join(a for a in axes if a in "CYX")
+    dims = [i for i, a in enumerate(axes) if a in "YX" or (a == "C" and not meta["rgb"])]  # the layer's own dims
+    scale = tuple(meta["scale"][i] for i in dims)
+    translate = tuple(meta["translate"][i] + starts.get(axes[i], 0) * meta["scale"][i] for i in dims)
+    preview = {**meta, "scale": scale, "translate": translate, "name": PREVIEW_LAYER}
+    preview.update(axis_labels=None, units=None)
+    return plane, kept, preview
+
+
+def restore_layer(layer, model=None, **options) -> tuple:
+    """Restore a napari Image layer; return a layer-data tuple with the input's scale, translate and look.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        Any object with an Image layer's ``data``, ``name``, ``scale``, ``translate``,
+        ``contrast_limits`` (and optionally ``rgb``, ``axis_labels``, ``units``, ``multiscale``).
+    model : str, PathLike, GAMAIR or None
+        As in :func:`napari_gama_ir.restore`; None picks the shipped default for the data.
+    **options
+        Any other keyword of :func:`napari_gama_ir.restore` (``axes`` defaults to the layer's).
+        Large or lazy layers are written to a zarr store on disk unless ``out`` is given.
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, "image")``, named ``"<input> restored (<model>)"``.
+
+    Raises
+    ------
+    InvalidInputError
+        Not an Image layer, or anything :func:`napari_gama_ir.restore` rejects.
+
+    Examples
+    --------
+    In napari's console:
+
+    >>> from napari_gama_ir import restore_layer  # doctest: +SKIP
+    >>> viewer._add_layer_from_data(*restore_layer(viewer.layers["noisy"]))  # doctest: +SKIP
+    """
+    data, axes, meta = layer_to_input(layer)
+    options.setdefault("axes", axes)
+    options.setdefault("out", output_target(data, meta["name"], options.get("dtype")))
+    plan = plan_restore(data, model, **options)
+    steps = iter_restore(data, plan=plan)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return result_to_layer_tuple(stop.value, meta, plan.model_name)

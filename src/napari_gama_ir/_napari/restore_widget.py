@@ -1,0 +1,247 @@
+"""The Restore dock widget: fields -> ``restore`` kwargs -> a worker -> a new layer, nothing more.
+
+Everything it does is reachable from a script: Run is ``iter_restore(data, plan=plan_restore(...))``
+on the layer's data, Preview is the same on the plane on screen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum, auto
+from functools import partial
+from pathlib import Path
+
+import napari
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from napari.layers import Layer
+from qtpy.QtCore import QEvent, QObject
+
+from ..engine.plan import plan_restore
+from ..engine.restore import iter_restore
+from ..engine.runtime import DEVICES, PRECISIONS, pick_device
+from ..errors import InvalidInputError
+from ..zoo.store import list_models
+from . import layers as L
+from .workers import report_error, start_worker
+
+AUTO = "auto"
+AUTO_MODEL = "auto (shipped default for the data)"
+FROM_FILE = "load from file..."
+SAME_DTYPE = "same as input"
+DTYPES = (SAME_DTYPE, "uint8", "uint16", "float32")
+
+
+class State(Enum):
+    """What the widget is doing; the buttons follow it in :meth:`RestoreWidget._sync_buttons`."""
+
+    IDLE = auto()
+    RUNNING = auto()
+    CANCELLING = auto()
+    DONE = auto()
+    FAILED = auto()
+
+
+class _CloseWatcher(QObject):
+    """Calls ``callback`` when the watched widget (the dock or the viewer window) gets a close event."""
+
+    def __init__(self, callback) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Close:
+            self._callback()
+        return False
+
+
+def _auto_spin(label: str, auto_value: int, maximum: int, step: int = 1) -> SpinBox:
+    """A spin box whose lowest value reads "auto"."""
+    box = SpinBox(label=label, value=auto_value, min=auto_value, max=maximum, step=step)
+    box.native.setSpecialValueText(AUTO)
+    return box
+
+
+def _auto_or(box: SpinBox):
+    return AUTO if box.value == box.min else box.value
+
+
+class RestoreWidget(Container):
+    """Restore (denoise) an Image layer with a GAMA-IR model into a new layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._state = State.IDLE
+        self._cards = {}
+        self._layer = ComboBox(label="image", choices=self._image_layers)
+        self._axes = ComboBox(label="axes", choices=self._axes_choices)
+        self._axes_info = Label(label="", value="")
+        self._model = ComboBox(label="model", choices=self._model_choices)
+        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
+        self._card = Label(label="", value="")
+        self._tile = _auto_spin("tile (px)", 0, 8192, 16)
+        self._overlap = _auto_spin("overlap (px)", -1, 1024)
+        self._batch = _auto_spin("batch", 0, 1024)
+        self._device = ComboBox(label="device", choices=DEVICES, value=AUTO)
+        self._device_info = Label(label="", value=f"auto picks {pick_device(AUTO)}")
+        self._precision = ComboBox(label="precision", choices=PRECISIONS, value=AUTO)
+        self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
+        self._preview_button = PushButton(text="Preview (plane on screen)")
+        self._run_button = PushButton(text="Run")
+        self._cancel_button = PushButton(text="Cancel")
+        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self._plan = Label(label="plan", value="")
+        self.extend([
+            self._layer, self._axes, self._axes_info, self._model, self._model_file, self._card, self._tile,
+            self._overlap, self._batch, self._device, self._device_info, self._precision, self._dtype,
+            self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
+        ])  # fmt: skip
+        self._plan.native.setWordWrap(True)
+        self._layer.changed.connect(self._on_layer_changed)
+        self._model.changed.connect(self._on_model_changed)
+        self._preview_button.changed.connect(self._preview)
+        self._run_button.changed.connect(self._run)
+        self._cancel_button.changed.connect(self._cancel)
+        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed,
+                              viewer.layers.events.reordered, viewer.layers.events.renamed)  # fmt: skip
+        for emitter in self._layer_events:
+            emitter.connect(self._on_layers_changed)
+        self._close_watcher = _CloseWatcher(self._shutdown)
+        self.native.installEventFilter(self._close_watcher)
+        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if qt_window is not None:
+            qt_window.installEventFilter(self._close_watcher)
+        self._on_layer_changed(self._layer.value)
+        self._on_model_changed(self._model.value)
+        self._sync_buttons()
+
+    # --- choices -------------------------------------------------------------------------------
+    def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == "Image"]
+
+    def _model_choices(self, _widget=None) -> list[str]:
+        self._cards = {card.name: card for card in list_models()}
+        return [AUTO_MODEL, *self._cards, FROM_FILE]
+
+    def _on_layers_changed(self, event=None) -> None:
+        self._layer.reset_choices()  # fresh (name, layer) pairs: follows adds, removals and renames
+
+    def _axes_choices(self, _widget=None) -> list[str]:
+        try:
+            return L.axes_choices(self._layer.value) if self._layer.value is not None else []
+        except InvalidInputError as exc:
+            self._axes_info.value = str(exc)
+            return []
+
+    def _on_layer_changed(self, layer) -> None:
+        self._axes.reset_choices()
+        if self._axes.choices:
+            self._axes.value = L.detect_axes(layer)
+            self._axes_info.value = f"detected {self._axes.value}; change it if the layer's axes differ"
+
+    def _on_model_changed(self, value) -> None:
+        self._model_file.visible = value == FROM_FILE
+        card = self._cards.get(value)
+        self._card.value = card.summary() if card else ("picked from the data's channels" if value == AUTO_MODEL else "")
+
+    # --- fields -> kwargs --------------------------------------------------------------------------
+    def _options(self) -> dict:
+        """The widget's fields as keyword arguments of :func:`napari_gama_ir.restore`."""
+        model = self._model.value
+        if model == FROM_FILE:
+            model = Path(self._model_file.value)
+            if not model.is_file():
+                raise InvalidInputError(f"model file {str(model)!r} is not a file; choose a NAME.safetensors file")
+        return {
+            "model": None if model == AUTO_MODEL else model,
+            "axes": self._axes.value,
+            "tile": _auto_or(self._tile),
+            "overlap": _auto_or(self._overlap),
+            "batch_size": _auto_or(self._batch),
+            "device": self._device.value,
+            "precision": self._precision.value,
+            "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value,
+        }
+
+    # --- actions -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        """Restore the whole layer in a worker; the result becomes a new layer."""
+        try:
+            data, _axes, meta = L.layer_to_input(self._layer.value)
+            options = self._options()
+            plan = plan_restore(data, **options, out=L.output_target(data, meta["name"], options["dtype"]))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
+            return self._fail(exc)
+        self._start(plan, data, partial(self._on_result, meta, plan.model_name))
+
+    def _preview(self) -> None:
+        """Restore the plane on screen (cropped to the visible region) with the stack's normalisation."""
+        try:
+            layer = self._layer.value
+            data, _axes, _meta = L.layer_to_input(layer)
+            options = self._options()
+            full = plan_restore(data, **options)
+            plane, axes, meta = L.current_plane(layer, self._viewer.dims.point, options["axes"])
+            plan = plan_restore(plane, **{**options, "model": full.model, "axes": axes})
+            plan = dataclasses.replace(plan, normalizer=full.normalizer)  # same statistics as Run
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self._start(plan, plane, partial(self._on_preview, meta))
+
+    def _start(self, plan, data, on_done) -> None:
+        self._plan.value = plan.describe()
+        self._progress.value = 0
+        self._set_state(State.RUNNING)
+        self._worker = start_worker(
+            iter_restore, {"data": data, "plan": plan}, self._on_progress, on_done,
+            on_error=self._fail, on_finished=self._on_finished, desc=f"GAMA-IR: {plan.model_name}",
+        )  # fmt: skip
+
+    def _cancel(self) -> None:
+        if self._worker is not None and self._state == State.RUNNING:
+            self._set_state(State.CANCELLING)
+            self._worker.quit()
+
+    # --- worker callbacks --------------------------------------------------------------------------
+    def _on_progress(self, step) -> None:
+        self._progress.max = max(1, step.total)
+        self._progress.value = min(step.done, step.total)
+
+    def _on_result(self, meta: dict, model_name: str, result) -> None:
+        self._viewer.add_layer(Layer.create(*L.result_to_layer_tuple(result, meta, model_name)))
+        self._set_state(State.DONE)
+
+    def _on_preview(self, meta: dict, result) -> None:
+        if L.PREVIEW_LAYER in self._viewer.layers:
+            self._viewer.layers.remove(L.PREVIEW_LAYER)
+        data, kwargs, kind = L.result_to_layer_tuple(result, meta, "", name=L.PREVIEW_LAYER)
+        self._viewer.add_layer(Layer.create(data, kwargs, kind))
+        self._set_state(State.DONE)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._state in (State.RUNNING, State.CANCELLING):  # quit() ends without returned/errored
+            self._plan.value = "cancelled; nothing was added"
+            self._set_state(State.IDLE)
+
+    def _fail(self, exc: BaseException) -> None:
+        report_error(exc)
+        self._set_state(State.FAILED)
+
+    # --- state ---------------------------------------------------------------------------------------
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        idle = self._state in (State.IDLE, State.DONE, State.FAILED)
+        self._run_button.enabled = self._preview_button.enabled = idle
+        self._cancel_button.enabled = self._state == State.RUNNING
+
+    def _shutdown(self) -> None:
+        """Widget or viewer closing: stop the job and let go of the viewer's events."""
+        if self._worker is not None:
+            self._worker.quit()
+        for emitter in self._layer_events:
+            emitter.disconnect(self._on_layers_changed)

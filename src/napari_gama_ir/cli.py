@@ -1,0 +1,210 @@
+"""The ``gama-ir`` command line: restore, models, demo, train. Flags map one to one onto the API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from . import __version__
+from .errors import GamaIRError
+
+
+def _int_or_auto(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gama-ir", description="Fast image restoration with GAMA-IR.")
+    p.add_argument("--version", action="version", version=f"napari-gama-ir {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("restore", help="restore a TIFF or zarr stack into a new file")
+    r.add_argument("input", help="input .tif/.tiff or .zarr")
+    r.add_argument("-o", "--output", required=True, help="output .tif/.tiff or .zarr (written atomically)")
+    r.add_argument("--model", default=None, help="shipped or user model name, or a .safetensors path (default: picked from the data)")
+    r.add_argument("--axes", default=None, help="axes of the input, e.g. ZYX, TZYX, YXC (default: from the file)")
+    r.add_argument("--tile", type=_int_or_auto, default="auto")
+    r.add_argument("--overlap", type=_int_or_auto, default="auto")
+    r.add_argument("--batch-size", type=_int_or_auto, default="auto")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    r.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    r.add_argument("--dtype", default=None, help="output dtype (default: the input's)")
+    r.add_argument("--mean-mode", default=None, choices=["global", "local"], help="GAMA means at inference (default: the card's)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list shipped and user models with their cards")
+
+    d = sub.add_parser("demo", help="restore the shipped sample with the default model; write TIFFs, a PNG and PSNR")
+    d.add_argument("-o", "--output-dir", default="gama-ir-demo")
+    d.add_argument("--sample", default="fluorescence-2d")
+    d.add_argument("--model", default=None)
+    d.add_argument("--device", default="auto")
+
+    t = sub.add_parser("train", help="fine-tune a model on your images and save it as a user model")
+    t.add_argument("--noisy", required=True, help="folder of noisy TIFFs (or one TIFF)")
+    t.add_argument("--clean", default=None, help="folder of clean TIFFs matched by file name")
+    t.add_argument("--mode", default=None, choices=["supervised", "self-supervised"], help="default: supervised with --clean, else self-supervised")
+    t.add_argument("--base", default="default", help="model to start from, or scratch:<preset>")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
+    t.add_argument("--patch-size", type=int, default=64)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--axes", default=None)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
+    t.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _cmd_restore(args) -> int:
+    from tqdm import tqdm
+
+    from .engine.plan import plan_restore
+    from .engine.restore import iter_restore
+
+    plan = plan_restore(
+        args.input, args.model, axes=args.axes, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        device=args.device, precision=args.precision, dtype=args.dtype, out=args.output, mean_mode=args.mean_mode,
+    )  # fmt: skip
+    print(plan.describe(), file=sys.stderr)
+    gen = iter_restore(args.input, plan=plan)
+    bar = None
+    try:
+        while True:
+            step = next(gen)
+            if bar is None and not args.quiet:
+                bar = tqdm(total=step.total, unit="tile", desc="restore", file=sys.stderr)
+            if bar is not None:
+                bar.n = step.done
+                bar.refresh()
+    except StopIteration as stop:
+        out = stop.value
+    finally:
+        if bar is not None:
+            bar.close()
+    print(out)
+    return 0
+
+
+def _cmd_models(_args) -> int:
+    from .zoo.store import list_models
+
+    cards = list_models()
+    if not cards:
+        print("no models installed")
+    for card in cards:
+        print(card.summary())
+        val = card.metrics.get("eval") or {}
+        for key, value in val.items() if isinstance(val, dict) else []:
+            print(f"    {key}: {value}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    import numpy as np
+    import tifffile
+
+    from .engine.restore import restore
+    from .samples import load_sample
+    from .training.losses import psnr
+
+    sample = load_sample(args.sample)
+    noisy, clean = sample["noisy"], sample["clean"]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    restored = restore(noisy, args.model, axes=sample["axes"], device=args.device)
+    tifffile.imwrite(out / "noisy.tif", noisy, metadata={"axes": sample["axes"]})
+    tifffile.imwrite(out / "restored.tif", restored, metadata={"axes": sample["axes"]})
+    panels = [noisy, restored] + ([clean] if clean is not None else [])
+    _save_side_by_side(panels, out / "side_by_side.png")
+    print(f"sample {args.sample!r}: {sample.get('description', '')}")
+    if clean is not None:
+        rng = 255.0 if clean.dtype == np.uint8 else float(clean.max()) - float(clean.min())
+        before, after = psnr(noisy.astype(np.float64), clean.astype(np.float64), rng), psnr(restored.astype(np.float64), clean.astype(np.float64), rng)
+        print(f"PSNR before {before:.2f} dB -> after {after:.2f} dB (data range {rng:g})")
+    print(f"wrote {out / 'noisy.tif'}, {out / 'restored.tif'}, {out / 'side_by_side.png'}")
+    return 0
+
+
+def _save_side_by_side(panels, path: Path) -> None:
+    """Noisy | restored | clean, each scaled to 8 bits with the clean (or first) panel's range."""
+    import numpy as np
+    from PIL import Image
+
+    ref = panels[-1].astype(np.float32)
+    lo, hi = np.percentile(ref, [0.5, 99.8])
+    tiles = []
+    for p in panels:
+        img = p.astype(np.float32)
+        if img.ndim == 3 and img.shape[-1] not in (3, 4):
+            img = img[img.shape[0] // 2]  # middle plane of a stack
+        tiles.append(np.clip((img - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8))
+    gap = np.full((tiles[0].shape[0], 8, *tiles[0].shape[2:]), 255, np.uint8)
+    row = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
+    Image.fromarray(row).save(path)
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .training.finetune import FinetuneOptions, iter_finetune, run_finetune
+    from .zoo.store import save_model
+
+    mode = args.mode or ("supervised" if args.clean else "self-supervised")
+    opts = FinetuneOptions(
+        noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
+        patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
+        seed=args.seed, name=Path(args.output).stem,
+    )  # fmt: skip
+    bar = None
+
+    def show(p):
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=p.total, unit="step", desc="train", file=sys.stderr)
+        bar.n = p.step
+        bar.set_postfix(loss=f"{p.loss:.3f}", best=f"{p.best_psnr:.2f} dB" if p.best_psnr is not None else "-")
+
+    try:
+        net = run_finetune(iter_finetune(opts), show, threading.Event())
+    finally:
+        if bar is not None:
+            bar.close()
+    path = save_model(net, args.output)
+    v = net.card.metrics["validation"]
+    print(f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB; saved {path}")
+    return 0
+
+
+COMMANDS = {"restore": _cmd_restore, "models": _cmd_models, "demo": _cmd_demo, "train": _cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gama-ir``; returns the exit code (2 for bad input, 130 when interrupted)."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GamaIRError as exc:
+        print(f"gama-ir {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"gama-ir {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gama-ir {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

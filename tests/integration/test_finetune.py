@@ -1,0 +1,94 @@
+"""Fine-tuning: the loss falls, resume reproduces an uninterrupted run, cancel returns a usable model,
+self-supervised mode trains on noisy data alone, bad pairs are refused, and the result saves and restores."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gama_ir import FinetuneCancelled, InvalidInputError, load_model, restore, save_model
+from napari_gama_ir.training import FinetuneOptions, finetune, iter_finetune, run_finetune
+
+
+@pytest.fixture
+def pairs():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = [(100 + 80 * np.sin(xx / (5 + i)) * np.cos(yy / (7 + i))).astype(np.float32) for i in range(3)]
+    noisy = [(c + rng.normal(0, 25, c.shape)).astype(np.float32) for c in clean]
+    return noisy, clean
+
+
+def small(**kw):
+    return dict(base="scratch:tiny", patch_size=32, batch_size=4, eval_every=10, val_crop=64, **kw)
+
+
+def test_supervised_run_lowers_the_loss_and_improves_validation(pairs):
+    noisy, clean = pairs
+    seen = []
+    net = finetune(noisy, clean, steps=40, progress=seen.append, lr=3e-3, **small())
+    losses = [p.loss for p in seen if p.step > 0]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    v = net.card.metrics["validation"]
+    assert v["psnr_after"] > v["psnr_before"] + 1.0
+    assert net.card.training["steps"] == 40 and net.card.training["mode"] == "supervised"
+
+
+def test_resume_continues_exactly(pairs, tmp_path):
+    noisy, clean = pairs
+    ckpt = tmp_path / "ckpt"
+    full = finetune(noisy, clean, steps=20, **small())
+    gen = iter_finetune(FinetuneOptions(noisy=noisy, clean=clean, steps=20, checkpoint=str(ckpt), **small()))
+    for p in gen:
+        if p.step == 10:  # a checkpoint is written at every validation
+            gen.close()
+            break
+    resumed = finetune(noisy, clean, steps=20, checkpoint=str(ckpt), resume=True, **small())
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+
+
+def test_cancel_returns_the_best_model_so_far(pairs):
+    noisy, clean = pairs
+    stop = threading.Event()
+
+    def progress(p):
+        if p.step >= 12:
+            stop.set()
+
+    net = finetune(noisy, clean, steps=500, progress=progress, cancel=stop, **small())
+    assert net.card.training["steps"] < 500
+    out = restore(noisy[0], net)
+    assert out.shape == noisy[0].shape and np.isfinite(out).all()
+
+
+def test_cancel_before_start_raises():
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(FinetuneCancelled):
+        run_finetune(iter_finetune(FinetuneOptions(noisy=[np.zeros((40, 40), np.float32)], mode="self-supervised", **small())), cancel=stop)
+
+
+def test_self_supervised_on_noisy_stack_alone(pairs, user_models_dir):
+    noisy, _ = pairs
+    stack = np.stack(noisy)  # ZYX: planes contribute as images
+    net = finetune(stack, None, mode="self-supervised", steps=30, axes="ZYX", lr=3e-3, **small())
+    v = net.card.metrics["validation"]
+    assert np.isfinite(v["psnr_after"])
+    path = save_model(net, "n2v-test")
+    assert path.parent == user_models_dir
+    reloaded = load_model("n2v-test")
+    np.testing.assert_array_equal(restore(noisy[0], reloaded), restore(noisy[0], net))
+
+
+def test_mismatched_pairs_are_refused(pairs):
+    noisy, clean = pairs
+    with pytest.raises(InvalidInputError, match="shape"):
+        finetune([noisy[0]], [clean[0][:50]], steps=5, **small())
+    with pytest.raises(InvalidInputError, match="2 noisy but 1 clean"):
+        finetune(noisy[:2], clean[:1], steps=5, **small())
+    with pytest.raises(InvalidInputError, match="self-supervised"):
+        finetune(noisy, None, mode="supervised", steps=5, **small())
+    with pytest.raises(InvalidInputError, match="mode"):
+        finetune(noisy, clean, mode="magic", steps=5, **small())

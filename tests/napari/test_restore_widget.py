@@ -1,0 +1,165 @@
+"""The Restore widget in a real viewer: it docks, follows layers, runs, previews, cancels and recovers from errors.
+
+Tests drive the widget's private fields and actions (``_run``, ``_preview``, ``_cancel``) directly and
+assert on ``viewer.layers``, as the napari plugin template does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gama_ir import Progress
+from napari_gama_ir._napari import layers as L
+from napari_gama_ir._napari import restore_widget as rw
+from napari_gama_ir._napari.restore_widget import FROM_FILE, RestoreWidget, State
+from napari_gama_ir.errors import InvalidInputError
+
+pytestmark = pytest.mark.qt
+TIMEOUT = 30_000
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, tiny_model):
+    viewer = make_napari_viewer()
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore")
+    widget._model.value = tiny_model
+    return viewer, widget
+
+
+def _names(widget) -> list[str]:
+    combo = widget._layer.native
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def _wait_idle(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: widget._worker is None and widget._state is not State.RUNNING, timeout=TIMEOUT)
+
+
+def test_widget_follows_added_removed_and_renamed_image_layers(viewer_widget):
+    viewer, widget = viewer_widget
+    assert _names(widget) == []
+    viewer.add_image(np.zeros((4, 16, 16), np.uint16), name="a")
+    viewer.add_labels(np.zeros((16, 16), np.uint8), name="labels")
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    assert _names(widget) == ["a", "photo"]
+    widget._layer.value = viewer.layers["photo"]
+    assert widget._axes.value == "YXC"
+    widget._layer.value = viewer.layers["a"]
+    assert widget._axes.value == "ZYX" and "TYX" in widget._axes.choices
+    viewer.layers["a"].name = "renamed"
+    assert sorted(_names(widget)) == ["photo", "renamed"]
+    viewer.layers.remove("photo")
+    assert _names(widget) == ["renamed"]
+
+
+def test_run_adds_restored_layer_with_input_metadata(viewer_widget, qtbot, stack, tiny_model):
+    viewer, widget = viewer_widget
+    before = stack.copy()
+    layer = viewer.add_image(stack, name="noisy", scale=(2.0, 0.5, 0.5), translate=(1, 2, 3), contrast_limits=(100, 300))
+    widget._layer.value = layer
+    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 8, 4
+    widget._run()
+    assert widget._state is State.RUNNING and not widget._run_button.enabled and widget._cancel_button.enabled
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.DONE and widget._run_button.enabled and not widget._cancel_button.enabled
+    out = viewer.layers[f"noisy restored ({tiny_model})"]
+    assert out.data.shape == stack.shape and out.data.dtype == np.uint16
+    np.testing.assert_allclose(out.scale, (2.0, 0.5, 0.5))
+    np.testing.assert_allclose(out.translate, (1, 2, 3))
+    assert tuple(out.contrast_limits) == (100, 300)
+    np.testing.assert_array_equal(layer.data, before)  # the input is never modified
+    assert widget._progress.value == widget._progress.max > 1
+    assert "32x32 px tiles" in widget._plan.value
+
+
+def test_large_or_lazy_results_go_to_a_zarr_store(viewer_widget, qtbot, stack, monkeypatch, tiny_model):
+    viewer, widget = viewer_widget
+    monkeypatch.setattr(L, "ZARR_THRESHOLD_BYTES", 0)
+    widget._layer.value = viewer.add_image(stack, name="noisy")
+    widget._run()
+    _wait_idle(qtbot, widget)
+    out = viewer.layers[f"noisy restored ({tiny_model})"]
+    assert out.metadata["napari_gama_ir"]["path"].endswith(".zarr")
+    assert out.data.shape == stack.shape and out.data.dtype == np.uint16
+    assert np.asarray(out.data[1]).any()
+
+
+def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget, qtbot, stack):
+    viewer, widget = viewer_widget
+    widget._layer.value = viewer.add_image(stack, name="noisy", scale=(2.0, 0.5, 0.5))
+    viewer.dims.set_current_step(0, 2)
+    widget._preview()
+    _wait_idle(qtbot, widget)
+    preview = viewer.layers[L.PREVIEW_LAYER]
+    assert preview.data.shape == (48, 64) and preview.data.dtype == np.uint16
+    np.testing.assert_allclose(preview.scale, (0.5, 0.5))
+    widget._preview()  # a second preview replaces the first
+    _wait_idle(qtbot, widget)
+    assert [lay.name for lay in viewer.layers] == ["noisy", L.PREVIEW_LAYER]
+
+
+def test_cancel_stops_between_batches_and_adds_no_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget._layer.value = viewer.add_image(np.ones((8, 128, 128), np.float32), name="big")
+    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 0, 1  # 128 batches
+    widget._run()
+    widget._cancel()
+    assert widget._state is State.CANCELLING and not widget._run_button.enabled
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.IDLE and widget._run_button.enabled
+    assert [lay.name for lay in viewer.layers] == ["big"]
+
+
+def test_closing_the_widget_stops_the_job(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget._layer.value = viewer.add_image(np.ones((8, 128, 128), np.float32), name="big")
+    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 0, 1
+    widget._run()
+    widget.native.close()
+    _wait_idle(qtbot, widget)
+    assert [lay.name for lay in viewer.layers] == ["big"]
+
+
+def test_bad_input_notifies_and_the_widget_works_again(viewer_widget, qtbot, errors, stack, tiny_model):
+    viewer, widget = viewer_widget
+    bad = stack.astype(np.float32)
+    bad[0, 0, 0] = np.nan
+    widget._layer.value = viewer.add_image(bad, name="nan")
+    widget._run()
+    assert widget._state is State.FAILED and widget._run_button.enabled
+    assert "NaN" in errors[-1]
+    widget._layer.value = viewer.add_image(stack, name="good")
+    widget._run()
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.DONE and f"good restored ({tiny_model})" in viewer.layers
+
+
+def test_error_in_the_worker_becomes_a_notification(viewer_widget, qtbot, errors, stack, monkeypatch):
+    viewer, widget = viewer_widget
+
+    def failing(data, plan):
+        yield Progress(0, 2, "starting")
+        raise InvalidInputError("out of memory on cuda even with batch 1; use device='cpu'")
+
+    monkeypatch.setattr(rw, "iter_restore", failing)
+    widget._layer.value = viewer.add_image(stack, name="noisy")
+    widget._run()
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.FAILED and widget._run_button.enabled
+    assert errors == ["out of memory on cuda even with batch 1; use device='cpu'"]
+    assert [lay.name for lay in viewer.layers] == ["noisy"]
+
+
+def test_model_from_file_and_auto_fields_become_restore_kwargs(viewer_widget, tmp_path, errors):
+    _viewer, widget = viewer_widget
+    widget._model.value = FROM_FILE
+    assert not widget._model_file.native.isHidden()
+    with pytest.raises(InvalidInputError, match="not a file"):
+        widget._options()
+    path = tmp_path / "models" / "tiny-test.safetensors"
+    widget._model_file.value = path
+    opts = widget._options()
+    assert opts["model"] == path
+    assert (opts["tile"], opts["overlap"], opts["batch_size"], opts["device"], opts["dtype"]) == ("auto", "auto", "auto", "auto", None)

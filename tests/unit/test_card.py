@@ -1,0 +1,178 @@
+"""Model files: save_model/load_model round-trip weights and card; a corrupted, truncated, mismatching
+or unknown-keyed file raises ModelFileError naming the file; nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from napari_gama_ir import InvalidInputError, ModelCard, ModelFileError, list_models, load_model, save_model
+
+
+@pytest.fixture
+def saved(tiny_model, tmp_path):
+    """The tiny model saved as tmp_path/my-model.{safetensors,json}."""
+    return save_model(tiny_model, tmp_path / "my-model.safetensors")
+
+
+def _same_outputs(a, b):
+    x = torch.rand(1, 1, 20, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+def test_round_trip_keeps_weights_and_card(tiny_model, saved):
+    assert saved.name == "my-model.safetensors" and saved.with_suffix(".json").exists()
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["my-model.json", "my-model.safetensors"]  # no temp files
+    loaded = load_model(saved)
+    assert loaded.card == tiny_model.card and loaded.card.name == "my-model"
+    assert not loaded.training
+    _same_outputs(tiny_model, loaded)
+    for variant in (saved.with_suffix(""), saved.with_suffix(".json"), str(saved)):
+        assert load_model(variant).card.name == "my-model"
+
+
+def test_card_json_round_trip():
+    card = ModelCard(name="x", preset="tiny", model_args={"width": 8, "enc_blocks": [1, 1]}, metrics={"psnr": 30.5})
+    assert ModelCard.from_dict(json.loads(card.to_json())) == card
+
+
+def test_bare_name_goes_to_the_user_folder_and_is_listed(tiny_model, user_models_dir):
+    path = save_model(tiny_model, "my-denoiser")
+    assert path.parent == user_models_dir
+    assert "my-denoiser" in [c.name for c in list_models()]
+    _same_outputs(tiny_model, load_model("my-denoiser"))
+
+
+def test_a_broken_user_card_does_not_hide_the_others(tiny_model, user_models_dir):
+    save_model(tiny_model, "good")
+    (user_models_dir / "bad.safetensors").write_bytes(b"x")
+    (user_models_dir / "bad.json").write_text("{", encoding="utf-8")
+    names = [c.name for c in list_models()]
+    assert "good" in names and "bad" not in names
+
+
+def test_unknown_name_lists_what_is_accepted(tiny_model, user_models_dir):
+    save_model(tiny_model, "known-one")
+    with pytest.raises(InvalidInputError, match="known-one"):
+        load_model("no-such-model")
+
+
+def test_save_needs_a_card_and_a_good_name(tiny_model, tmp_path):
+    with pytest.raises(InvalidInputError, match="no card"):
+        save_model(torch.nn.Conv2d(1, 1, 1), tmp_path / "a")
+    with pytest.raises(InvalidInputError, match="bad model name"):
+        save_model(tiny_model, tmp_path / ".hidden")
+
+
+def _rewrite_card(saved, **changes):
+    card_path = saved.with_suffix(".json")
+    data = json.loads(card_path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    card_path.write_text(json.dumps(data))
+    return card_path
+
+
+@pytest.mark.parametrize(
+    "corrupt,fragment",
+    [
+        (lambda p: p.with_suffix(".json").write_text("{not json"), "not valid JSON"),
+        (lambda p: p.with_suffix(".json").write_bytes(b"\xff\xfe\x00garbage"), "not valid JSON"),
+        (lambda p: p.with_suffix(".json").write_text("[1, 2]"), "must be a JSON object"),
+        (lambda p: p.with_suffix(".json").unlink(), "model card not found"),
+        (lambda p: _rewrite_card(p, colour="blue"), "unknown model card keys \\['colour'\\]"),
+        (lambda p: _rewrite_card(p, format_version=99), "format_version 99"),
+        (lambda p: _rewrite_card(p, model_args=None), "lacks \\['model_args'\\]"),
+        (lambda p: _rewrite_card(p, architecture="UNet"), "architecture 'UNet'"),
+        (lambda p: _rewrite_card(p, model_args={"width": 8, "depth": 3}), "do not build a GAMAIR"),
+    ],
+    ids=["bad-json", "bad-utf8", "not-object", "no-card", "unknown-key", "version", "missing-key", "architecture", "bad-args"],
+)
+def test_bad_card_names_the_card_file(saved, corrupt, fragment):
+    corrupt(saved)
+    with pytest.raises(ModelFileError, match=fragment) as info:
+        load_model(saved)
+    assert str(saved.with_suffix(".json")) in str(info.value)
+
+
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _drop_tensor(p):
+    state = load_file(str(p))
+    state.pop("ending.weight")
+    save_file(state, str(p))
+
+
+def _extra_tensor(p):
+    state = load_file(str(p))
+    state["zz.extra"] = torch.zeros(3)
+    save_file(state, str(p))
+
+
+def _pickle_instead(p):
+    p.write_bytes(pickle.dumps({"intro.weight": np.zeros(3)}))
+
+
+@pytest.mark.parametrize(
+    "corrupt,fragment",
+    [
+        (_truncate, "not a readable safetensors"),
+        (lambda p: p.write_bytes(b""), "not a readable safetensors"),
+        (_pickle_instead, "not a readable safetensors"),
+        (_drop_tensor, "missing tensor 'ending.weight'"),
+        (_extra_tensor, "unexpected tensor 'zz.extra'"),
+        (lambda p: _rewrite_card(p, model_args={**json.loads(p.with_suffix(".json").read_text())["model_args"], "width": 4}),
+         "tensor 'intro.weight' has shape \\(8, 1, 3, 3\\)"),
+    ],
+    ids=["truncated", "empty", "pickle", "missing-tensor", "extra-tensor", "shape-mismatch"],
+)  # fmt: skip
+def test_bad_weights_name_the_weights_file(saved, corrupt, fragment):
+    corrupt(saved)
+    with pytest.raises(ModelFileError, match=fragment) as info:
+        load_model(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_missing_weights_file(saved):
+    saved.unlink()
+    with pytest.raises(ModelFileError, match="model file not found"):
+        load_model(saved)
+
+
+def test_loading_never_unpickles(saved, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load_model must not unpickle")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    assert load_model(saved).card.name == "my-model"
+
+
+class _Trap:
+    """Unpickling this creates the marker file: proof that something unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_posing_as_weights_is_never_run(saved):
+    marker = saved.parent / "unpickled"
+    torch.save({"intro.weight": _Trap(marker)}, saved)  # what a torch.load-based loader would execute
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_model(saved)
+    assert not marker.exists()

@@ -1,0 +1,79 @@
+"""The GAMA-IR network keeps any input size, has a global receptive field only through GAMA (finite with
+local means), and "S" has the parameter count the paper's size implies (about 10.4 M)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_gama_ir import build_model
+from napari_gama_ir.model import GAMA
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 7, 5), (1, 1, 13, 17), (1, 1, 3, 3), (1, 1, 1, 1), (2, 1, 31, 4), (1, 1, 64, 64)])
+def test_output_shape_equals_input_shape(tiny_model, shape):
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = tiny_model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_output_channels_follow_out_channels(make_tiny):
+    net = make_tiny(in_channels=3, out_channels=1)
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 13, 11)).shape == (1, 1, 13, 11)
+
+
+def _corner_response(net, size: int = 128) -> float:
+    """How much the bottom-right output pixel moves when the top-left input pixel changes.
+
+    Float64, so that the cumulative-sum rounding of local box means (about 1e-8 in float32) cannot be
+    mistaken for a real path from corner to corner (about 4e-8 through GAMA, second order).
+    """
+    net = net.double()
+    torch.manual_seed(1)
+    x = torch.rand(1, 1, size, size, dtype=torch.float64)
+    x2 = x.clone()
+    x2[..., 0, 0] += 10.0
+    with torch.no_grad():
+        return float((net(x2) - net(x))[..., -1, -1].abs())
+
+
+def test_global_receptive_field_comes_from_gama(make_tiny):
+    assert _corner_response(make_tiny()) > 1e-9
+    # Without GAMA the tiny network sees about 16 pixels, far less than 128: no path at all.
+    assert _corner_response(make_tiny(use_gama=False)) == 0.0
+
+
+def test_local_means_give_a_finite_receptive_field(make_tiny):
+    net = make_tiny(mean_mode="local", local_size=8)
+    assert _corner_response(net) < 1e-13  # rounding only
+    # The same weights with global means see the whole image again.
+    net.set_mean_mode("global")
+    assert _corner_response(net) > 1e-9
+
+
+def test_gama_unit_has_150_parameters():
+    assert sum(p.numel() for p in GAMA().parameters()) == 150
+
+
+def test_gama_local_mean_equals_global_when_the_box_covers_the_axis():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 6)
+    unit = GAMA(mean_mode="global")
+    local = GAMA(mean_mode="local", local_size=64)
+    local.load_state_dict(unit.state_dict())
+    torch.testing.assert_close(local(x), unit(x), rtol=1e-5, atol=1e-5)
+
+
+def test_s_preset_parameter_count():
+    n = sum(p.numel() for p in build_model("S").parameters())
+    assert 10.3e6 <= n <= 10.5e6
+
+
+def test_unknown_mean_mode_is_rejected(tiny_model):
+    with pytest.raises(ValueError, match="mean_mode"):
+        tiny_model.set_mean_mode("median")
+    with pytest.raises(ValueError, match="mean_mode"):
+        GAMA(mean_mode="median")

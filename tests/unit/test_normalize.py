@@ -1,0 +1,78 @@
+"""Normalizer: per-channel robust percentiles from a bounded sample of the stack, an exact inverse,
+constant channels kept finite, and a cast back that rounds and clips integers to their range."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_gama_ir.io.normalize import MAX_SAMPLE_PLANES, Normalizer, cast_to
+
+
+def test_percentiles_are_per_channel():
+    rng = np.random.default_rng(0)
+    stack = np.stack([rng.uniform(0, 1, (4, 32, 32)), rng.uniform(100, 300, (4, 32, 32))], axis=1)
+    norm = Normalizer.from_stack(stack, 0.0, 100.0)
+    np.testing.assert_allclose(norm.low, stack.min(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(norm.high, stack.max(axis=(0, 2, 3)), rtol=1e-6)
+    scaled = norm.forward(stack)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled.min(axis=(0, 2, 3)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(scaled.max(axis=(0, 2, 3)), 1.0, atol=1e-6)
+
+
+def test_robust_percentiles_ignore_a_few_hot_pixels():
+    stack = np.random.default_rng(1).uniform(0, 1, (1, 1, 100, 100))
+    stack[0, 0, :3, :3] = 1e6
+    norm = Normalizer.from_stack(stack, 0.5, 99.9)
+    assert norm.high[0] < 2.0
+
+
+def test_inverse_undoes_forward():
+    stack = np.random.default_rng(2).uniform(-50, 4000, (3, 2, 16, 16)).astype(np.float32)
+    norm = Normalizer.from_stack(stack)
+    np.testing.assert_allclose(norm.inverse(norm.forward(stack)), stack, rtol=1e-5, atol=1e-2)
+    # channel last (YXC planes)
+    yxc = stack[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(norm.inverse(norm.forward(yxc, channel_axis=2), channel_axis=2), yxc, rtol=1e-5, atol=1e-2)
+
+
+def test_constant_channel_gets_unit_scale():
+    stack = np.full((2, 1, 8, 8), 7.0)
+    norm = Normalizer.from_stack(stack)
+    assert norm.high[0] - norm.low[0] == 1.0
+    np.testing.assert_array_equal(norm.forward(stack), 0.0)
+    np.testing.assert_array_equal(norm.inverse(norm.forward(stack)), 7.0)
+
+
+def test_dask_and_numpy_stacks_give_the_same_statistics_from_a_bounded_sample():
+    stack = np.random.default_rng(3).poisson(50, (40, 1, 24, 24)).astype(np.uint16)
+    stack[1] = 60000  # plane 1 is never among the 16 evenly spaced samples of 40 planes
+    sampled = np.unique(np.linspace(0, 39, MAX_SAMPLE_PLANES).round().astype(int))
+    assert 1 not in sampled
+    a = Normalizer.from_stack(stack)
+    b = Normalizer.from_stack(da.from_array(stack, chunks=(5, 1, 24, 24)))
+    np.testing.assert_array_equal(a.low, b.low)
+    np.testing.assert_array_equal(a.high, b.high)
+    assert a.high[0] < 1000
+
+
+def test_to_dict_round_trips_through_from_bounds():
+    norm = Normalizer.from_bounds([1.0, 2.0], [3.0, 10.0])
+    again = Normalizer.from_bounds(**norm.to_dict())
+    np.testing.assert_array_equal(again.low, norm.low)
+    np.testing.assert_array_equal(again.high, norm.high)
+
+
+@pytest.mark.parametrize(
+    "dtype,values,expected",
+    [("uint8", [-3.0, 0.4, 0.6, 254.5, 300.0], [0, 0, 1, 254, 255]),
+     ("uint16", [-1.0, 65535.7, 1000.49], [0, 65535, 1000]),
+     ("int16", [-40000.0, -2.5, 40000.0], [-32768, -2, 32767]),
+     ("float32", [-1.5, 2.25], [-1.5, 2.25])],
+)  # fmt: skip
+def test_cast_to_rounds_and_clips(dtype, values, expected):
+    out = cast_to(np.array(values, np.float32), dtype)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, np.array(expected, dtype))
