@@ -37,7 +37,9 @@ def test_restore_layer_rejects_layers_without_pixels(make_napari_viewer, tiny_mo
 
 
 def test_menu_command_restores_the_selected_layer(make_napari_viewer, qtbot, stack, tiny_model, monkeypatch):
-    monkeypatch.setattr("napari_gama_ir.engine.plan.plan_restore.__defaults__", (tiny_model,), raising=True)
+    from napari_gama_ir.zoo import defaults
+
+    monkeypatch.setitem(defaults.PREFERENCES, "gray", (tiny_model,))  # the test model plays the shipped default
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
     worker = restore_with_defaults(viewer)

@@ -100,26 +100,38 @@ def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget
     assert [lay.name for lay in viewer.layers] == ["noisy", L.PREVIEW_LAYER]
 
 
-def test_cancel_stops_between_batches_and_adds_no_layer(viewer_widget, qtbot):
-    viewer, widget = viewer_widget
+def _start_long_run(viewer, widget):
     widget._layer.value = viewer.add_image(np.ones((8, 128, 128), np.float32), name="big")
     widget._tile.value, widget._overlap.value, widget._batch.value = 32, 0, 1  # 128 batches
     widget._run()
-    widget._cancel()
-    assert widget._state is State.CANCELLING and not widget._run_button.enabled
+
+
+def test_cancel_stops_between_batches_and_adds_no_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    _start_long_run(viewer, widget)
+    widget._worker.yielded.connect(lambda step: widget._cancel() if step.done else None)
+    qtbot.waitUntil(lambda: widget._state is not State.RUNNING, timeout=TIMEOUT)
+    assert widget._state is State.CANCELLING and not widget._run_button.enabled and not widget._cancel_button.enabled
     _wait_idle(qtbot, widget)
     assert widget._state is State.IDLE and widget._run_button.enabled
+    assert 0 < widget._progress.value < widget._progress.max
     assert [lay.name for lay in viewer.layers] == ["big"]
 
 
-def test_closing_the_widget_stops_the_job(viewer_widget, qtbot):
+@pytest.mark.parametrize("close", ["widget", "dock", "viewer"])
+def test_closing_the_widget_or_viewer_stops_the_job(viewer_widget, qtbot, close):
     viewer, widget = viewer_widget
-    widget._layer.value = viewer.add_image(np.ones((8, 128, 128), np.float32), name="big")
-    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 0, 1
-    widget._run()
-    widget.native.close()
-    _wait_idle(qtbot, widget)
-    assert [lay.name for lay in viewer.layers] == ["big"]
+    _start_long_run(viewer, widget)
+    worker = widget._worker
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        if close == "widget":
+            widget.native.close()
+        elif close == "dock":
+            viewer.window.remove_dock_widget(widget.native)  # what the dock's "x" button does
+        else:
+            viewer.close()
+    assert worker.abort_requested
+    assert close == "viewer" or [lay.name for lay in viewer.layers] == ["big"]
 
 
 def test_bad_input_notifies_and_the_widget_works_again(viewer_widget, qtbot, errors, stack, tiny_model):

@@ -11,7 +11,7 @@ from torch import nn
 
 from napari_gama_ir.engine.restore import TileSettings, iter_tiles
 from napari_gama_ir.tiling.merge import ArrayMerger
-from napari_gama_ir.tiling.windows import blend_window, tile_grid
+from napari_gama_ir.tiling.windows import aligned_tiling, blend_window, tile_grid
 
 
 class Pointwise(nn.Module):
@@ -27,8 +27,8 @@ class Pointwise(nn.Module):
         return self.fn(x)
 
 
-def run_tiles(net, images, tile, overlap, batch, window="cosine"):
-    gen = iter_tiles(net, images, TileSettings(tile, overlap, batch, "cpu", "fp32", window))
+def run_tiles(net, images, tile, overlap, batch, window="cosine", align=1):
+    gen = iter_tiles(net, images, TileSettings(tile, overlap, batch, "cpu", "fp32", window, align))
     steps = []
     while True:
         try:
@@ -39,13 +39,14 @@ def run_tiles(net, images, tile, overlap, batch, window="cosine"):
 
 PREDICTORS = {"x+1": lambda x: x + 1, "2x": lambda x: 2 * x}
 GEOMETRIES = {
-    # name: (images shape N x C x Y x X, tile, overlap)
-    "2d": ((1, 1, 64, 80), (32, 32), (8, 8)),
-    "zyx": ((3, 1, 40, 36), (16, 24), (8, 4)),
-    "prime": ((2, 1, 53, 47), (17, 13), (6, 5)),
-    "tile>image": ((2, 1, 23, 19), (64, 64), (0, 0)),
-    "tile>one-axis": ((1, 1, 70, 19), (32, 64), (12, 0)),
-    "two-channel": ((2, 2, 29, 31), (16, 16), (4, 4)),
+    # name: (images shape N x C x Y x X, tile, overlap, align)
+    "2d": ((1, 1, 64, 80), (32, 32), (8, 8), 1),
+    "zyx": ((3, 1, 40, 36), (16, 24), (8, 4), 1),
+    "prime": ((2, 1, 53, 47), (17, 13), (6, 5), 1),
+    "prime-aligned": ((2, 1, 53, 47), (17, 13), (6, 5), 4),  # padded to 56 x 48, tiles on a grid of 4
+    "tile>image": ((2, 1, 23, 19), (64, 64), (0, 0), 1),
+    "tile>one-axis": ((1, 1, 70, 19), (32, 64), (12, 0), 1),
+    "two-channel": ((2, 2, 29, 31), (16, 16), (4, 4), 1),
 }
 
 
@@ -54,17 +55,40 @@ GEOMETRIES = {
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 @pytest.mark.parametrize("predictor", list(PREDICTORS))
 def test_pointwise_predictors_come_back_exactly(predictor, geometry, batch, window):
-    shape, tile, overlap = GEOMETRIES[geometry]
+    shape, tile, overlap, align = GEOMETRIES[geometry]
     images = np.random.default_rng(0).random(shape, dtype=np.float32) * 100
     net = Pointwise(PREDICTORS[predictor], out_channels=shape[1])
-    out, steps = run_tiles(net, images, tile, overlap, batch, window)
+    out, steps = run_tiles(net, images, tile, overlap, batch, window, align)
     assert out.shape == images.shape and out.dtype == np.float32
     expected = PREDICTORS[predictor](images.astype(np.float64))
     np.testing.assert_allclose(out, expected, rtol=1e-6)
-    n_tiles = shape[0] * len(tile_grid(shape[2:], tuple(min(t, s) for t, s in zip(tile, shape[2:])), overlap))
+    n_tiles = shape[0] * len(tile_grid(*aligned_tiling(shape[2:], tile, overlap, align)))
     assert sum(steps) == n_tiles  # one step per batch, counting tiles
     assert len(steps) == (n_tiles if batch == 1 else 1)
     assert all(b[0] <= batch for b in net.batches)
+
+
+class PhaseNet(nn.Module):
+    """Doubles the rows and columns of each tile whose index is a multiple of 4, like a network that
+    downsamples twice: its output depends on where the tile starts modulo 4."""
+
+    out_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y[..., ::4, :] *= 2
+        y[..., :, ::4] *= 2
+        return y
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 64, 64), (2, 1, 61, 47)])
+def test_tiles_start_on_the_network_grid(shape):
+    images = np.random.default_rng(3).random(shape, dtype=np.float32)
+    untiled, _ = run_tiles(PhaseNet(), images, shape[2:], (0, 0), 8)
+    aligned, _ = run_tiles(PhaseNet(), images, (21, 19), (9, 9), 8, align=4)
+    np.testing.assert_allclose(aligned, untiled, rtol=1e-6)
+    misaligned, _ = run_tiles(PhaseNet(), images, (21, 19), (9, 9), 8)  # align=1: tiles start anywhere
+    assert np.abs(misaligned - untiled).max() > 0.1
 
 
 def test_tile_loop_uses_the_output_channels_of_the_network():

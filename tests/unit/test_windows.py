@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gama_ir.tiling.windows import CONTEXT_FRACTION, blend_window, ramp_1d, tile_grid, tile_starts
+from napari_gama_ir.tiling.windows import CONTEXT_FRACTION, aligned_tiling, blend_window, ramp_1d, tile_grid, tile_starts
 
 AXIS_CASES = [(100, 32, 8), (97, 32, 8), (64, 64, 16), (65, 64, 16), (13, 5, 2), (1000, 128, 32), (31, 7, 6), (50, 10, 0)]
 
@@ -77,3 +77,21 @@ def test_inner_edges_drop_the_context_and_borders_keep_weight_one():
 def test_unknown_window_kind_is_rejected():
     with pytest.raises(ValueError, match="window kind"):
         ramp_1d(32, 8, True, True, kind="gauss")
+
+
+@pytest.mark.parametrize(
+    "image,tile,overlap,align",
+    [((190, 193), (125, 127), (30, 30), 4), ((100, 100), (64, 64), (32, 32), 16), ((3, 3), (64, 64), (0, 0), 4),
+     ((1000, 37), (256, 256), (32, 32), 16), ((50, 50), (20, 20), (18, 18), 16), ((23, 29), (7, 11), (4, 5), 1)],
+)  # fmt: skip
+def test_aligned_tiling_puts_every_tile_on_the_grid(image, tile, overlap, align):
+    padded, t, o = aligned_tiling(image, tile, overlap, align)
+    for p, s, tt, oo, asked_t, asked_o in zip(padded, image, t, o, tile, overlap):
+        assert p % align == 0 and s <= p < s + align
+        assert tt % align == 0 and tt <= p and (tt >= asked_t or tt == p)
+        assert oo % align == 0 and (oo == 0 if tt == p else oo < tt)
+        assert oo >= min(asked_o, tt - align) or tt == p
+    for corner in tile_grid(padded, t, o):
+        assert all(c % align == 0 and c + tt <= p for c, tt, p in zip(corner, t, padded))
+    if align == 1:
+        assert (padded, t, o) == (image, tile, overlap)

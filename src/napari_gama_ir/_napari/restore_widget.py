@@ -42,14 +42,15 @@ class State(Enum):
 
 
 class _CloseWatcher(QObject):
-    """Calls ``callback`` when the watched widget (the dock or the viewer window) gets a close event."""
+    """Calls ``callback`` when the watched widget closes or is taken out of its dock (napari's "x")."""
 
     def __init__(self, callback) -> None:
         super().__init__()
         self._callback = callback
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.Close:
+        kind = event.type()
+        if kind == QEvent.Type.Close or (kind == QEvent.Type.ParentChange and obj.parent() is None):
             self._callback()
         return False
 
@@ -73,6 +74,7 @@ class RestoreWidget(Container):
         self._viewer = viewer
         self._worker = None
         self._state = State.IDLE
+        self._closed = False
         self._cards = {}
         self._layer = ComboBox(label="image", choices=self._image_layers)
         self._axes = ComboBox(label="axes", choices=self._axes_choices)
@@ -98,15 +100,14 @@ class RestoreWidget(Container):
             self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
         ])  # fmt: skip
         self._plan.native.setWordWrap(True)
-        self._layer.changed.connect(self._on_layer_changed)
-        self._model.changed.connect(self._on_model_changed)
-        self._preview_button.changed.connect(self._preview)
-        self._run_button.changed.connect(self._run)
-        self._cancel_button.changed.connect(self._cancel)
-        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed,
-                              viewer.layers.events.reordered, viewer.layers.events.renamed)  # fmt: skip
-        for emitter in self._layer_events:
-            emitter.connect(self._on_layers_changed)
+        for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
+                             (self._preview_button, self._preview), (self._run_button, self._run),
+                             (self._cancel_button, self._cancel)):  # fmt: skip
+            widget.changed.connect(slot)
+        events = viewer.layers.events
+        self._layer_events = (events.inserted, events.removed, events.reordered, events.renamed)
+        for emitter in self._layer_events:  # fresh (name, layer) pairs: follows adds, removals and renames
+            emitter.connect(self._layer.reset_choices)
         self._close_watcher = _CloseWatcher(self._shutdown)
         self.native.installEventFilter(self._close_watcher)
         qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
@@ -116,16 +117,12 @@ class RestoreWidget(Container):
         self._on_model_changed(self._model.value)
         self._sync_buttons()
 
-    # --- choices -------------------------------------------------------------------------------
     def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
         return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == "Image"]
 
     def _model_choices(self, _widget=None) -> list[str]:
         self._cards = {card.name: card for card in list_models()}
         return [AUTO_MODEL, *self._cards, FROM_FILE]
-
-    def _on_layers_changed(self, event=None) -> None:
-        self._layer.reset_choices()  # fresh (name, layer) pairs: follows adds, removals and renames
 
     def _axes_choices(self, _widget=None) -> list[str]:
         try:
@@ -194,16 +191,19 @@ class RestoreWidget(Container):
         self._progress.value = 0
         self._set_state(State.RUNNING)
         self._worker = start_worker(
-            iter_restore, {"data": data, "plan": plan}, self._on_progress, on_done,
-            on_error=self._fail, on_finished=self._on_finished, desc=f"GAMA-IR: {plan.model_name}",
+            iter_restore, {"data": data, "plan": plan}, self._alive(self._on_progress), self._alive(on_done),
+            on_error=self._alive(self._fail), on_finished=self._alive(self._on_finished), desc=f"GAMA-IR: {plan.model_name}",
         )  # fmt: skip
+
+    def _alive(self, callback):
+        """``callback`` while the widget is open; a no-op once it (or the viewer) has closed."""
+        return lambda *args: None if self._closed else callback(*args)
 
     def _cancel(self) -> None:
         if self._worker is not None and self._state == State.RUNNING:
             self._set_state(State.CANCELLING)
             self._worker.quit()
 
-    # --- worker callbacks --------------------------------------------------------------------------
     def _on_progress(self, step) -> None:
         self._progress.max = max(1, step.total)
         self._progress.value = min(step.done, step.total)
@@ -229,7 +229,6 @@ class RestoreWidget(Container):
         report_error(exc)
         self._set_state(State.FAILED)
 
-    # --- state ---------------------------------------------------------------------------------------
     def _set_state(self, state: State) -> None:
         self._state = state
         self._sync_buttons()
@@ -241,7 +240,10 @@ class RestoreWidget(Container):
 
     def _shutdown(self) -> None:
         """Widget or viewer closing: stop the job and let go of the viewer's events."""
+        if self._closed:
+            return
+        self._closed = True
         if self._worker is not None:
             self._worker.quit()
         for emitter in self._layer_events:
-            emitter.disconnect(self._on_layers_changed)
+            emitter.disconnect(self._layer.reset_choices)

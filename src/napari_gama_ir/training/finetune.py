@@ -80,6 +80,8 @@ class FinetuneOptions:
     grad_clip: float = 1.0
     data_note: str = ""
     "Free text stored in the card's training.data (e.g. where the images came from)."
+    stop: threading.Event | None = None
+    "Set it (from any thread) to end training after the current step; the best model so far is returned."
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class FinetuneProgress:
     val_ssim: float | None = None
     best_psnr: float | None = None
     message: str = ""
+
+    @property
+    def done(self) -> int:
+        """Steps done, so that training progress reads like restore's ``Progress(done, total, message)``."""
+        return self.step
 
 
 def cosine_lr(step: int, total: int, peak: float, floor: float) -> float:
@@ -232,6 +239,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             elapsed = time.perf_counter() - t0
             if opts.max_minutes is not None and elapsed >= opts.max_minutes * 60:
                 break
+            if opts.stop is not None and opts.stop.is_set():
+                break  # asked to stop (e.g. the panel's Stop): finish below with the best weights so far
             frac = step / total if opts.max_minutes is None else max(step / total, elapsed / (opts.max_minutes * 60))
             lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
             for group in optimizer.param_groups:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import weakref
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +19,35 @@ from ..model.gama_ir import GAMAIR
 from .card import ModelCard
 
 USER_MODELS_ENV = "NAPARI_GAMA_IR_MODELS"
+_listeners: list[weakref.ref] = []  # weak: a closed widget that forgot to unsubscribe is simply dropped
+log = logging.getLogger(__name__)
+
+
+def add_models_listener(fn) -> None:
+    """Call ``fn(path)`` after every :func:`save_model` (e.g. to refresh a model list).
+
+    ``fn`` is held weakly (bound methods included) and runs in the thread that saved; an exception
+    in it is logged, never raised into ``save_model``.
+    """
+    ref = weakref.WeakMethod(fn) if hasattr(fn, "__self__") else weakref.ref(fn)
+    if ref not in _listeners:
+        _listeners.append(ref)
+
+
+def remove_models_listener(fn) -> None:
+    """Stop calling ``fn`` after saves (no error if it was not registered)."""
+    ref = weakref.WeakMethod(fn) if hasattr(fn, "__self__") else weakref.ref(fn)
+    _listeners[:] = [r for r in _listeners if r() is not None and r != ref]
+
+
+def _notify_models_changed(path: Path) -> None:
+    live = [fn for fn in (r() for r in _listeners) if fn is not None]
+    _listeners[:] = [r for r in _listeners if r() is not None]
+    for fn in live:
+        try:
+            fn(path)
+        except Exception:  # noqa: BLE001 - a listener must not make a finished save look failed
+            log.warning("model listener %r failed", fn, exc_info=True)
 
 
 def user_models_dir() -> Path:
@@ -146,6 +177,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "name": stem}))
     _atomic_write(card_path, lambda tmp: Path(tmp).write_text(card.to_json(), encoding="utf-8"))
     model.card = card
+    _notify_models_changed(weights)
     return weights
 
 

@@ -1,0 +1,75 @@
+"""Throughput of restore() on the CPU against classical denoisers, and where the time goes.
+
+Megapixels per second of one model through the public ``restore()`` (normalisation, tiling, casting
+included) on a stack of held-out photographs, against scikit-image's non-local means (fast mode) and
+BM3D on one image, plus a torch profile of the network's forward pass (top operators by self time).
+
+    python benchmarks/throughput.py --model general-gray [--planes 8] [--threads 2] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import datasets  # noqa: E402
+
+from napari_gama_ir import load_model, restore  # noqa: E402
+
+
+def timed(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="general-gray")
+    p.add_argument("--planes", type=int, default=8)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--no-bm3d", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net = load_model(args.model)
+    cam = datasets.photo("camera")
+    sigma = 25 / 255
+    noisy = (cam + np.random.default_rng(0).normal(0, sigma, cam.shape)).astype(np.float32)
+    stack = np.stack([noisy] * args.planes)
+    mp_stack, mp_one = stack.size / 1e6, noisy.size / 1e6
+    restore(noisy, net, device="cpu")  # warm-up
+    rows = [("GAMA-IR " + args.model + " (restore, stack)", mp_stack / timed(lambda: restore(stack, net, axes="ZYX", device="cpu"), 2))]
+    rows.append(("GAMA-IR " + args.model + " (restore, one 512x512)", mp_one / timed(lambda: restore(noisy, net, device="cpu"))))
+    from skimage.restoration import denoise_nl_means
+
+    rows.append(("NLM fast (skimage)", mp_one / timed(lambda: denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5))))
+    if not args.no_bm3d:
+        import bm3d
+
+        rows.append(("BM3D", mp_one / timed(lambda: bm3d.bm3d(noisy, sigma_psd=sigma), 1)))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| method | MP/s |\n|---|---|")
+    for name, mps in rows:
+        print(f"| {name} | {mps:.3f} |")
+    if args.profile:
+        from torch.profiler import profile
+
+        x = torch.from_numpy(noisy)[None, None]
+        with torch.inference_mode(), profile() as prof:
+            net(x)
+        print("\n```\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10) + "\n```")
+
+
+if __name__ == "__main__":
+    main()
