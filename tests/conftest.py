@@ -28,7 +28,7 @@ def make_tiny(seed: int = 0, **overrides) -> torch.nn.Module:
     return activate(build_model("tiny", **overrides))
 
 
-@pytest.fixture(name="make_tiny")
+@pytest.fixture(name="make_tiny", scope="session")
 def make_tiny_fixture():
     """The :func:`make_tiny` factory, for tests that need variants (local means, other channels)."""
     return make_tiny

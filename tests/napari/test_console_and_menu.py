@@ -36,16 +36,22 @@ def test_restore_layer_rejects_layers_without_pixels(make_napari_viewer, tiny_mo
         restore_layer(points, model=tiny_model)
 
 
-def test_menu_command_restores_the_selected_layer(make_napari_viewer, qtbot, stack, tiny_model, monkeypatch):
+def test_layers_filters_menu_command_restores_the_selected_layer(make_napari_viewer, qtbot, stack, tiny_model, monkeypatch):
+    from napari._app_model import get_app_model
+
     from napari_gama_ir.zoo import defaults
 
     monkeypatch.setitem(defaults.PREFERENCES, "gray", (tiny_model,))  # the test model plays the shipped default
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
-    worker = restore_with_defaults(viewer)
+    app = get_app_model()
+    menu = [getattr(item, "command", None) for item in app.menus.get_menu("napari/layers/filter")]
+    assert "napari-gama-ir.restore_with_defaults" in [c.id for c in menu if c is not None]
+    worker = app.commands.execute_command("napari-gama-ir.restore_with_defaults").result()  # as the menu does
     with qtbot.waitSignal(worker.finished, timeout=30_000):
         pass
     assert viewer.layers[-1].name == f"noisy restored ({tiny_model})"
+    assert viewer.layers[-1].data.shape == stack.shape
 
 
 def test_menu_command_on_a_labels_layer_notifies(make_napari_viewer, errors):

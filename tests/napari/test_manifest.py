@@ -11,7 +11,7 @@ pytestmark = pytest.mark.qt
 def test_manifest_validates_and_imports():
     manifest = PluginManifest.from_distribution("napari-gama-ir")
     manifest.validate_imports()
-    assert [w.display_name for w in manifest.contributions.widgets] == ["Restore"]
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Restore", "Fine-tune"]
     assert {s.key for s in manifest.contributions.sample_data} == {"fluorescence-2d", "fluorescence-3d", "photo-rgb"}
 
 

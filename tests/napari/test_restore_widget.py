@@ -59,10 +59,12 @@ def test_run_adds_restored_layer_with_input_metadata(viewer_widget, qtbot, stack
     before = stack.copy()
     layer = viewer.add_image(stack, name="noisy", scale=(2.0, 0.5, 0.5), translate=(1, 2, 3), contrast_limits=(100, 300))
     widget._layer.value = layer
-    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 8, 4
+    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 8, 4  # "auto" by default
     widget._run()
     assert widget._state is State.RUNNING and not widget._run_button.enabled and widget._cancel_button.enabled
+    worker = widget._worker
     _wait_idle(qtbot, widget)
+    assert worker.pbar.total == widget._progress.max and worker.pbar.n == worker.pbar.total  # Activity dock
     assert widget._state is State.DONE and widget._run_button.enabled and not widget._cancel_button.enabled
     out = viewer.layers[f"noisy restored ({tiny_model})"]
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
@@ -109,11 +111,17 @@ def _start_long_run(viewer, widget):
 def test_cancel_stops_between_batches_and_adds_no_layer(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     _start_long_run(viewer, widget)
-    widget._worker.yielded.connect(lambda step: widget._cancel() if step.done else None)
-    qtbot.waitUntil(lambda: widget._state is not State.RUNNING, timeout=TIMEOUT)
-    assert widget._state is State.CANCELLING and not widget._run_button.enabled and not widget._cancel_button.enabled
+    buttons = []
+
+    def cancel_after_first_batch(step):
+        if step.done and widget._state is State.RUNNING:
+            widget._cancel()
+            buttons.append((widget._state, widget._run_button.enabled, widget._cancel_button.enabled))
+
+    widget._worker.yielded.connect(cancel_after_first_batch)
     _wait_idle(qtbot, widget)
-    assert widget._state is State.IDLE and widget._run_button.enabled
+    assert buttons == [(State.CANCELLING, False, False)]
+    assert widget._state is State.IDLE and widget._run_button.enabled and not widget._cancel_button.enabled
     assert 0 < widget._progress.value < widget._progress.max
     assert [lay.name for lay in viewer.layers] == ["big"]
 
@@ -174,4 +182,12 @@ def test_model_from_file_and_auto_fields_become_restore_kwargs(viewer_widget, tm
     widget._model_file.value = path
     opts = widget._options()
     assert opts["model"] == path
-    assert (opts["tile"], opts["overlap"], opts["batch_size"], opts["device"], opts["dtype"]) == ("auto", "auto", "auto", "auto", None)
+    fields = ("tile", "overlap", "batch_size", "device", "precision", "dtype")
+    assert [opts[k] for k in fields] == ["auto", "auto", "auto", "auto", "auto", None]
+
+
+def test_widget_opened_from_the_plugins_menu_sees_the_viewers_layers(make_napari_viewer, stack):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-gama-ir", "Restore")  # napari hands it a proxy viewer
+    viewer.add_image(stack, name="noisy")
+    assert _names(widget) == ["noisy"] and widget._axes.value == "ZYX"

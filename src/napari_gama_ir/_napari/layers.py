@@ -32,7 +32,7 @@ AXES_CHOICES = {
 
 def layer_data(layer):
     """The array behind an Image layer (level 0 of a multiscale one); other layers raise."""
-    kind = type(layer).__name__
+    kind = layer.__class__.__name__  # not type(): napari hands plugins proxies of its layers
     if kind != "Image":
         what = "nothing" if layer is None else f"the {kind} layer {getattr(layer, 'name', '')!r}"
         raise InvalidInputError(

@@ -1,7 +1,6 @@
 """The Restore dock widget: fields -> ``restore`` kwargs -> a worker -> a new layer, nothing more.
 
-Everything it does is reachable from a script: Run is ``iter_restore(data, plan=plan_restore(...))``
-on the layer's data, Preview is the same on the plane on screen.
+Run is ``iter_restore(data, plan=plan_restore(...))`` on the layer's data; Preview is the same on the plane on screen.
 """
 
 from __future__ import annotations
@@ -12,15 +11,15 @@ from functools import partial
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
-from napari.layers import Layer
-from qtpy.QtCore import QEvent, QObject
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton
+from napari.layers import Image, Layer
+from qtpy.QtCore import QEvent, QObject, Signal, Slot
 
 from ..engine.plan import plan_restore
 from ..engine.restore import iter_restore
 from ..engine.runtime import DEVICES, PRECISIONS, pick_device
 from ..errors import InvalidInputError
-from ..zoo.store import list_models
+from ..zoo.store import add_models_listener, list_models, remove_models_listener
 from . import layers as L
 from .workers import report_error, start_worker
 
@@ -33,7 +32,6 @@ DTYPES = (SAME_DTYPE, "uint8", "uint16", "float32")
 
 class State(Enum):
     """What the widget is doing; the buttons follow it in :meth:`RestoreWidget._sync_buttons`."""
-
     IDLE = auto()
     RUNNING = auto()
     CANCELLING = auto()
@@ -42,28 +40,37 @@ class State(Enum):
 
 
 class _CloseWatcher(QObject):
-    """Calls ``callback`` when the watched widget closes or is taken out of its dock (napari's "x")."""
+    """Calls ``on_close`` when the watched widget closes or leaves its dock (napari's "x"), and
+    ``on_models_saved`` in the GUI thread when :func:`save_model` runs in any thread (``notify_models_saved``)."""
 
-    def __init__(self, callback) -> None:
+    models_saved = Signal()
+
+    def __init__(self, on_close, on_models_saved=None) -> None:
         super().__init__()
-        self._callback = callback
+        self._on_close, self._on_models_saved = on_close, on_models_saved
+        self.models_saved.connect(self._deliver)  # direct in the GUI thread, queued from a worker
+
+    def notify_models_saved(self, _path=None) -> None:
+        self.models_saved.emit()
+
+    @Slot()
+    def _deliver(self) -> None:
+        self._on_models_saved()
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
         kind = event.type()
         if kind == QEvent.Type.Close or (kind == QEvent.Type.ParentChange and obj.parent() is None):
-            self._callback()
+            self._on_close()
         return False
 
 
-def _auto_spin(label: str, auto_value: int, maximum: int, step: int = 1) -> SpinBox:
-    """A spin box whose lowest value reads "auto"."""
-    box = SpinBox(label=label, value=auto_value, min=auto_value, max=maximum, step=step)
-    box.native.setSpecialValueText(AUTO)
-    return box
+def _auto_field(label: str, what: str) -> LineEdit:
+    return LineEdit(label=label, value=AUTO, tooltip=f'"auto" or {what}; restore() checks the value')
 
 
-def _auto_or(box: SpinBox):
-    return AUTO if box.value == box.min else box.value
+def _auto_or_int(field: LineEdit):
+    text = str(field.value).strip().lower()
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 class RestoreWidget(Container):
@@ -82,11 +89,11 @@ class RestoreWidget(Container):
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
         self._card = Label(label="", value="")
-        self._tile = _auto_spin("tile (px)", 0, 8192, 16)
-        self._overlap = _auto_spin("overlap (px)", -1, 1024)
-        self._batch = _auto_spin("batch", 0, 1024)
-        self._device = ComboBox(label="device", choices=DEVICES, value=AUTO)
-        self._device_info = Label(label="", value=f"auto picks {pick_device(AUTO)}")
+        self._tile = _auto_field("tile (px)", "a tile edge in pixels")
+        self._overlap = _auto_field("overlap (px)", "an overlap in pixels")
+        self._batch = _auto_field("batch", "tiles per forward pass")
+        picked = [(f"auto (picks {pick_device(AUTO)})" if d == AUTO else d, d) for d in DEVICES]
+        self._device = ComboBox(label="device", choices=picked, value=AUTO)
         self._precision = ComboBox(label="precision", choices=PRECISIONS, value=AUTO)
         self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
         self._preview_button = PushButton(text="Preview (plane on screen)")
@@ -96,7 +103,7 @@ class RestoreWidget(Container):
         self._plan = Label(label="plan", value="")
         self.extend([
             self._layer, self._axes, self._axes_info, self._model, self._model_file, self._card, self._tile,
-            self._overlap, self._batch, self._device, self._device_info, self._precision, self._dtype,
+            self._overlap, self._batch, self._device, self._precision, self._dtype,
             self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
         ])  # fmt: skip
         self._plan.native.setWordWrap(True)
@@ -108,17 +115,16 @@ class RestoreWidget(Container):
         self._layer_events = (events.inserted, events.removed, events.reordered, events.renamed)
         for emitter in self._layer_events:  # fresh (name, layer) pairs: follows adds, removals and renames
             emitter.connect(self._layer.reset_choices)
-        self._close_watcher = _CloseWatcher(self._shutdown)
-        self.native.installEventFilter(self._close_watcher)
-        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if qt_window is not None:
-            qt_window.installEventFilter(self._close_watcher)
+        self._hooks = _CloseWatcher(self._shutdown, self._model.reset_choices)
+        self.native.installEventFilter(self._hooks)
+        add_models_listener(self._hooks.notify_models_saved)  # a model saved anywhere shows up at once
+        self.native.destroyed.connect(lambda *_: self._shutdown())  # the viewer closed and took the dock along
         self._on_layer_changed(self._layer.value)
         self._on_model_changed(self._model.value)
         self._sync_buttons()
 
     def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == "Image"]
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _model_choices(self, _widget=None) -> list[str]:
         self._cards = {card.name: card for card in list_models()}
@@ -142,7 +148,6 @@ class RestoreWidget(Container):
         card = self._cards.get(value)
         self._card.value = card.summary() if card else ("picked from the data's channels" if value == AUTO_MODEL else "")
 
-    # --- fields -> kwargs --------------------------------------------------------------------------
     def _options(self) -> dict:
         """The widget's fields as keyword arguments of :func:`napari_gama_ir.restore`."""
         model = self._model.value
@@ -151,17 +156,12 @@ class RestoreWidget(Container):
             if not model.is_file():
                 raise InvalidInputError(f"model file {str(model)!r} is not a file; choose a NAME.safetensors file")
         return {
-            "model": None if model == AUTO_MODEL else model,
-            "axes": self._axes.value,
-            "tile": _auto_or(self._tile),
-            "overlap": _auto_or(self._overlap),
-            "batch_size": _auto_or(self._batch),
-            "device": self._device.value,
-            "precision": self._precision.value,
+            "model": None if model == AUTO_MODEL else model, "axes": self._axes.value,
+            "tile": _auto_or_int(self._tile), "overlap": _auto_or_int(self._overlap), "batch_size": _auto_or_int(self._batch),
+            "device": self._device.value, "precision": self._precision.value,
             "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value,
-        }
+        }  # fmt: skip
 
-    # --- actions -----------------------------------------------------------------------------------
     def _run(self) -> None:
         """Restore the whole layer in a worker; the result becomes a new layer."""
         try:
@@ -245,5 +245,6 @@ class RestoreWidget(Container):
         self._closed = True
         if self._worker is not None:
             self._worker.quit()
+        remove_models_listener(self._hooks.notify_models_saved)
         for emitter in self._layer_events:
             emitter.disconnect(self._layer.reset_choices)

@@ -20,8 +20,18 @@ from ..errors import GamaIRError
 log = logging.getLogger(__name__)
 
 
+class _JobFailed(Exception):
+    """A RuntimeError from core (e.g. torch's), carried out of the worker thread.
+
+    superqt takes a RuntimeError for a deleted worker and drops it without ``errored`` or ``finished``,
+    which would leave a widget running forever.
+    """
+
+
 def report_error(exc: BaseException) -> None:
     """Show an error as a napari notification: our own errors as they are, others with their type."""
+    if isinstance(exc, _JobFailed):
+        exc = exc.__cause__
     if isinstance(exc, GamaIRError):
         show_error(str(exc))
     else:
@@ -31,7 +41,10 @@ def report_error(exc: BaseException) -> None:
 
 def _relay(gen):
     """The generator the worker runs: core's, unchanged (its return value becomes ``returned``)."""
-    return (yield from gen)
+    try:
+        return (yield from gen)
+    except RuntimeError as exc:
+        raise _JobFailed(str(exc)) from exc
 
 
 def _on_yielded(worker, on_progress, step) -> None:

@@ -140,7 +140,7 @@ def plan_restore(
         axes = src.axes if src.axes else default_axes(shape)
     axes = normalize_axes(axes, shape)
     layout = CanonicalLayout(axes, shape)
-    if not src.lazy and not np.isfinite(arr).all():
+    if not src.lazy and in_dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
     output, out_path = _resolve_output(out, src.lazy)  # cheap checks before loading a model
@@ -158,7 +158,10 @@ def plan_restore(
             f"(axes {axes!r}, shape {shape}); use a model with 1 or {layout.channels} input channels, or fix axes="
         )
 
-    out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
+    try:
+        out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
+    except TypeError:
+        raise InvalidDtypeError(f"dtype {dtype!r} is not a numpy dtype; accepted: e.g. 'uint8', 'uint16', 'float32'") from None
     _check_dtype(out_dtype)
     levels = len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
     y, x = layout.yx
@@ -217,6 +220,10 @@ def _resolve_output(out, lazy: bool) -> tuple[str, str | None]:
         raise InvalidInputError(f"out={str(out)!r} has an unsupported suffix; accepted: .tif, .tiff, .zarr")
     if not path.parent.exists():
         raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} does not exist")
+    kind = "zarr" if name.endswith(".zarr") else "tiff"
+    if path.exists() and path.is_dir() != (kind == "zarr"):
+        what = "a folder" if path.is_dir() else "a file"
+        raise InvalidInputError(f"out={str(out)!r} exists as {what}; remove it or choose another name")
     return ("zarr" if name.endswith(".zarr") else "tiff"), str(path)
 
 

@@ -225,7 +225,9 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
     canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
     spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True)
     args = (plan.normalizer, _settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
-    futures = [client.submit(_block_on_worker, block, spec, *args, pure=False) for block in canonical.to_delayed().ravel()]
+    # submit() does not compute dask Delayed arguments: turn each chunk into a future the workers read
+    blocks = client.compute(list(canonical.to_delayed().ravel()))
+    futures = [client.submit(_block_on_worker, block, spec, *args, pure=False) for block in blocks]
     per_chunk = total / max(1, len(futures))
     try:
         for j, (start, _stop) in enumerate(_chunk_bounds(plan)):
@@ -233,7 +235,7 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
             yield Progress(round((j + 1) * per_chunk), total, f"chunk {j + 1} of {len(futures)} (cluster)")
             yield start, block
     finally:
-        client.cancel(futures)
+        client.cancel(futures + blocks)
 
 
 def iter_restore(data, model=None, **options) -> Generator[Progress, None, object]:
@@ -295,7 +297,8 @@ def restore(
         Overrides the axes read from the file or guessed from the shape (see the README's rules).
     tile, overlap : int or "auto"
         Tile edge and overlap in pixels. "auto": whole planes up to 1024 px on the CPU (2048 on a
-        GPU), else equal tiles that just cover the plane, 32 px overlap.
+        GPU), else equal tiles that just cover the plane, 32 px overlap. Tiles and overlaps are rounded
+        up to the network's grid (``2 ** levels`` px, 16 for "S") so every tile starts on it.
     batch_size : int or "auto"
         Tiles per forward pass; "auto" sizes it from free GPU memory, or to ~1 MP on the CPU.
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}

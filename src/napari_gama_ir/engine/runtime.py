@@ -95,6 +95,7 @@ class ModelSpec:
 
 
 _CACHE: dict[tuple[str, str, str], nn.Module] = {}
+CACHE_SIZE = 2  # models kept per process (a worker rarely alternates between more)
 _CACHE_LOCK = threading.Lock()
 FORWARD_LOCK = threading.Lock()  # one forward pass at a time per process: torch already uses every core
 
@@ -116,5 +117,7 @@ def cached_model(spec: ModelSpec, device: torch.device, mean_mode: str, local_si
             net.set_mean_mode(mean_mode, local_size)
             net.card = card
             net.eval().to(device)
+            while len(_CACHE) >= CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))  # oldest first (dicts keep insertion order)
             _CACHE[key] = net
         return net

@@ -126,7 +126,7 @@ def _open_zarr(path: Path) -> OpenedInput:
         raise InvalidInputError(f"{path}: not a readable zarr store ({exc})") from None
     axes = None
     if not hasattr(node, "shape"):  # a group: OME-Zarr multiscales or the first array
-        ms = node.attrs.get("multiscales")
+        ms = node.attrs.get("multiscales") or (node.attrs.get("ome") or {}).get("multiscales")  # OME-Zarr 0.4 | 0.5
         if ms:
             axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])).upper() or None
             node = node[ms[0]["datasets"][0]["path"]]

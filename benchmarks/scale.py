@@ -1,0 +1,71 @@
+"""Constant memory on any stack: a uint16 TIFF restored file to file at sizes 8x apart.
+
+Writes a noisy uint16 ZYX stack of 1024 x 1024 planes (held-out photographs, tiled, Gaussian noise)
+page by page, then runs ``gama-ir restore`` on it in a child process and records the child's peak RSS
+(its own ``getrusage`` maximum), wall time, and seconds per megapixel.
+
+    python benchmarks/scale.py --planes 16 128 --model general-gray --workdir /tmp/gama-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import datasets  # noqa: E402
+
+
+def write_stack(path: Path, planes: int, size: int = 1024) -> None:
+    base = np.concatenate([datasets.photo(n) for n in ("camera", "astronaut")], axis=1)
+    base = np.tile(base, (size // base.shape[0] + 1, size // base.shape[1] + 1))[:size, :size]
+    rng = np.random.default_rng(0)
+
+    def pages():
+        for i in range(planes):
+            img = np.roll(base, 37 * i, axis=1) * 40000 + 2000 + rng.normal(0, 2500, base.shape)
+            yield np.clip(img, 0, 65535).astype(np.uint16)
+
+    tifffile.imwrite(path, pages(), shape=(planes, size, size), dtype=np.uint16, bigtiff=True, metadata={"axes": "ZYX"})
+
+
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--planes", type=int, nargs="+", default=[16, 128])
+    p.add_argument("--model", default="general-gray")
+    p.add_argument("--workdir", default="/tmp/gama-scale")
+    args = p.parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    # each size runs in its own process, which reports its own peak RSS
+    for planes in sorted(args.planes, reverse=True):
+        src = work / f"stack-{planes}.tif"
+        if not src.exists():
+            write_stack(src, planes)
+        dst = work / f"restored-{planes}.tif"
+        cmd = [sys.executable, "-c", "import sys, resource; from napari_gama_ir.cli import main; rc = main(sys.argv[1:]); "
+               "print('peak_rss_gb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, file=sys.stderr); sys.exit(rc)",
+               "restore", str(src), "-o", str(dst), "--model", args.model, "-q"]  # fmt: skip
+        t = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        dt = time.perf_counter() - t
+        peak = float([ln for ln in out.stderr.splitlines() if ln.startswith("peak_rss_gb")][0].split()[1])
+        mp = planes * 1024 * 1024 / 1e6
+        rows.append((planes, src.stat().st_size / 1e9, dt, peak, dt / mp))
+        dst.unlink()
+    print("| planes (1024x1024 uint16) | file GB | wall s | peak RSS GB | s / MP |\n|---|---|---|---|---|")
+    for r in sorted(rows):
+        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

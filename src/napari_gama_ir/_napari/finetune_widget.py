@@ -1,0 +1,286 @@
+"""The Fine-tune dock widget: fields -> ``FinetuneOptions`` -> a worker -> a model to save or use.
+
+Everything it does is reachable from a script: Start is ``iter_finetune(FinetuneOptions(...))`` on the
+layers' data (what ``gama-ir train`` runs on folders), Stop sets ``FinetuneOptions.stop`` so training
+ends after the current step with the best model so far, Save is ``save_model(net, name)`` and
+"Restore with this model" is ``iter_restore`` with that network.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import partial
+from pathlib import Path
+
+import napari
+from magicgui.widgets import (
+    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select, SpinBox,
+)  # fmt: skip
+from napari.layers import Layer
+from napari.utils.notifications import show_info
+
+from ..engine.plan import plan_restore
+from ..engine.restore import iter_restore
+from ..engine.runtime import DEVICES
+from ..errors import InvalidInputError
+from ..training.finetune import FinetuneOptions, iter_finetune
+from ..zoo.store import add_models_listener, list_models, remove_models_listener, save_model, user_models_dir
+from . import layers as L
+from .loss_plot import LossPlot
+from .restore_widget import State, _CloseWatcher
+from .workers import report_error, start_worker
+
+LAYERS, FOLDERS = "layers", "folders"
+DEFAULT_BASE = "default (shipped, picked from the data)"
+SCRATCH = "scratch:w16"
+
+
+def _special(box, text: str):
+    """Show ``text`` instead of the spin box's lowest value (which then means "auto" / "none")."""
+    box.native.setSpecialValueText(text)
+    return box
+
+
+class FinetuneWidget(Container):
+    """Fine-tune a GAMA-IR model on image layers (or folders), watch it learn, then save or use it."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._stop_event: threading.Event | None = None  # set while training; Stop sets it
+        self._net = None  # the trained network, once training has returned
+        self._state = State.IDLE
+        self._closed = False  # after close, late worker signals must not touch deleted Qt widgets
+        self._source = ComboBox(label="data from", choices=(LAYERS, FOLDERS), value=LAYERS)
+        self._noisy = Select(label="noisy layer(s)", choices=self._image_layers)
+        self._clean = Select(label="clean layer(s)", choices=self._image_layers)
+        self._noisy_dir = FileEdit(label="noisy folder", mode="d", visible=False)
+        self._clean_dir = FileEdit(label="clean folder", mode="d", visible=False)
+        self._mode = ComboBox(label="mode", choices=("supervised", "self-supervised"), value="supervised")
+        self._base = ComboBox(label="base model", choices=self._base_choices)
+        self._steps = _special(SpinBox(label="steps", value=0, min=0, max=1_000_000, step=50), "auto (data size)")
+        self._patch = SpinBox(label="patch size (px)", value=64, min=16, max=1024, step=16)
+        self._lr = LineEdit(label="learning rate", value="auto")
+        self._show_advanced = CheckBox(text="advanced", value=False)
+        self._batch = SpinBox(label="batch size", value=8, min=1, max=1024)
+        self._minutes = _special(FloatSpinBox(label="max minutes", value=0, min=0, max=10_000, step=1), "no limit")
+        self._device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self._val_fraction = FloatSpinBox(label="validation fraction", value=0.15, min=0.05, max=0.5, step=0.05)
+        self._advanced = Container(widgets=[self._batch, self._minutes, self._device, self._seed, self._val_fraction],
+                                   labels=True, visible=False)  # fmt: skip
+        self._start_button = PushButton(text="Start")
+        self._stop_button = PushButton(text="Stop (keeps the best model so far)")
+        self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self._status = Label(label="", value="")
+        self._summary = Label(label="result", value="")
+        self._name = LineEdit(label="name", value="")
+        self._save_button = PushButton(text="Save to my models")
+        self._restore_button = PushButton(text="Restore with this model")
+        self._result = Container(widgets=[self._summary, self._name, self._save_button, self._restore_button],
+                                 labels=True, visible=False)  # fmt: skip
+        self.extend([
+            self._source, self._noisy, self._clean, self._noisy_dir, self._clean_dir, self._mode, self._base,
+            self._steps, self._patch, self._lr, self._show_advanced, self._advanced, self._start_button,
+            self._stop_button, self._progress, self._status, self._result,
+        ])  # fmt: skip
+        self._status.native.setWordWrap(True)
+        self._plot = LossPlot()
+        self.native.layout().insertWidget(self.index(self._status) + 1, self._plot)
+        self._source.changed.connect(self._on_source_changed)
+        self._mode.changed.connect(self._on_mode_changed)
+        self._show_advanced.changed.connect(self._on_advanced_toggled)
+        self._start_button.changed.connect(self._start)
+        self._stop_button.changed.connect(self._stop)
+        self._save_button.changed.connect(self._save)
+        self._restore_button.changed.connect(self._restore)
+        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed,
+                              viewer.layers.events.reordered, viewer.layers.events.renamed)  # fmt: skip
+        for emitter in self._layer_events:
+            emitter.connect(self._on_layers_changed)
+        add_models_listener(self._base.reset_choices)  # a model saved anywhere can be the next base
+        self._close_watcher = _CloseWatcher(self._shutdown)
+        self.native.installEventFilter(self._close_watcher)
+        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if qt_window is not None:
+            qt_window.installEventFilter(self._close_watcher)
+        self._sync_buttons()
+
+    # --- choices -------------------------------------------------------------------------------
+    def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == "Image"]
+
+    def _base_choices(self, _widget=None) -> list[str]:
+        return [DEFAULT_BASE, *(card.name for card in list_models()), SCRATCH]
+
+    def _on_layers_changed(self, event=None) -> None:
+        self._noisy.reset_choices()
+        self._clean.reset_choices()
+
+    def _on_source_changed(self, source: str) -> None:
+        self._noisy.visible, self._noisy_dir.visible = source == LAYERS, source == FOLDERS
+        self._on_mode_changed(self._mode.value)
+
+    def _on_mode_changed(self, mode: str) -> None:
+        supervised = mode == "supervised"  # self-supervised learns from the noisy images alone
+        self._clean.visible = supervised and self._source.value == LAYERS
+        self._clean_dir.visible = supervised and self._source.value == FOLDERS
+
+    def _on_advanced_toggled(self, shown: bool) -> None:
+        self._advanced.visible = shown
+
+    # --- fields -> kwargs --------------------------------------------------------------------------
+    def _options(self) -> dict:
+        """The panel's fields as :class:`FinetuneOptions` keyword arguments (the flags of ``gama-ir train``)."""
+        supervised = self._mode.value == "supervised"
+        if self._source.value == FOLDERS:
+            noisy, clean = (str(f.value) if str(f.value) not in ("", ".") else None for f in (self._noisy_dir, self._clean_dir))
+            axes = None  # from the files
+        else:
+            noisy = [L.layer_data(layer) for layer in self._noisy.value]
+            clean = [L.layer_data(layer) for layer in self._clean.value]
+            axes = L.detect_axes(self._noisy.value[0]) if self._noisy.value else None
+        text = self._lr.value.strip().lower()
+        try:
+            lr = None if text in ("", "auto") else float(text)
+        except ValueError:
+            raise InvalidInputError(f"learning rate {text!r} is not a number; use e.g. 2e-4, or 'auto'") from None
+        return {
+            "noisy": noisy or None,
+            "clean": (clean or None) if supervised else None,
+            "mode": self._mode.value,
+            "base": "default" if self._base.value == DEFAULT_BASE else self._base.value,
+            "steps": self._steps.value or None,
+            "max_minutes": self._minutes.value or None,
+            "patch_size": self._patch.value,
+            "lr": lr,
+            "batch_size": self._batch.value,
+            "device": self._device.value,
+            "seed": self._seed.value,
+            "val_fraction": self._val_fraction.value,
+            "axes": axes,
+        }
+
+    # --- actions -----------------------------------------------------------------------------------
+    def _start(self) -> None:
+        """Train in a worker; progress fills the bar, the plot and the Activity dock."""
+        try:
+            opts = FinetuneOptions(**self._options(), stop=threading.Event())
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
+            return self._fail(exc)
+        self._stop_event, self._net = opts.stop, None
+        self._plot.clear()
+        self._progress.value = 0
+        self._result.visible = False
+        self._status.value = "reading the data and validating the base model..."
+        self._launch(iter_finetune, {"opts": opts}, self._on_progress, self._on_trained, "GAMA-IR: fine-tune")
+
+    def _stop(self) -> None:
+        """Training: finish after this step with the best model so far. Restoring: cancel."""
+        if self._worker is None or self._state is not State.RUNNING:
+            return
+        self._set_state(State.CANCELLING)
+        if self._stop_event is not None:
+            self._stop_event.set()
+            self._status.value = "stopping after this step; keeping the best model so far..."
+        else:
+            self._worker.quit()
+
+    def _save(self) -> None:
+        """Save the trained model into the user model folder (atomically); model lists update at once."""
+        name = self._name.value.strip()
+        try:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise InvalidInputError(f"model name {name!r} is not usable; use letters, digits, '-', '_' or '.'")
+            if (user_models_dir() / f"{name}.safetensors").exists():
+                raise InvalidInputError(f"a model named {name!r} already exists in {user_models_dir()}; choose another name")
+            path = save_model(self._net, name)
+        except Exception as exc:  # noqa: BLE001
+            return report_error(exc)
+        self._status.value = f"saved {path}"
+        show_info(f"GAMA-IR: saved model {name!r} to {path.parent}")
+
+    def _restore(self) -> None:
+        """Restore the first noisy layer with the trained model into a new layer."""
+        try:
+            layer = self._noisy.value[0] if self._noisy.value else None
+            data, axes, meta = L.layer_to_input(layer)
+            plan = plan_restore(data, self._net, axes=axes, out=L.output_target(data, meta["name"]))
+        except Exception as exc:  # noqa: BLE001
+            return report_error(exc)
+        self._progress.value = 0
+        self._status.value = plan.describe()
+        self._launch(iter_restore, {"data": data, "plan": plan}, self._on_restore_progress,
+                     partial(self._on_restored, meta), f"GAMA-IR: {plan.model_name}")  # fmt: skip
+
+    def _launch(self, gen_fn, kwargs: dict, on_progress, on_done, desc: str) -> None:
+        """Run a core generator through the one worker bridge; callbacks are ignored once the panel closed."""
+
+        def if_open(fn):
+            return lambda *args: None if self._closed else fn(*args)
+
+        self._set_state(State.RUNNING)
+        self._worker = start_worker(gen_fn, kwargs, if_open(on_progress), if_open(on_done), on_error=if_open(self._fail),
+                                    on_finished=self._on_finished, desc=desc)  # fmt: skip
+
+    # --- worker callbacks --------------------------------------------------------------------------
+    def _on_progress(self, p) -> None:
+        self._progress.max = max(1, p.total)
+        self._progress.value = min(p.step, p.total)
+        self._plot.add(p)
+        best = f"best val PSNR {p.best_psnr:.2f} dB" if p.best_psnr is not None else ""
+        loss = f"loss {p.loss:.4g}" if p.step else p.message
+        self._status.value = f"step {p.step}/{p.total}, {loss}, {best}, {p.elapsed:.0f} s"
+
+    def _on_trained(self, net) -> None:
+        self._net = net
+        v, steps = net.card.metrics["validation"], net.card.training["steps"]
+        self._summary.value = f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB ({steps} steps)"
+        base = re.sub(r"[^a-z0-9]+", "-", str(net.card.training["base_model"]).lower()).strip("-")
+        self._name.value = f"{base}-finetuned"
+        self._result.visible = True
+        self._set_state(State.DONE)
+
+    def _on_restore_progress(self, p) -> None:
+        self._progress.max = max(1, p.total)
+        self._progress.value = min(p.done, p.total)
+
+    def _on_restored(self, meta: dict, result) -> None:
+        self._viewer.add_layer(Layer.create(*L.result_to_layer_tuple(result, meta, self._net.card.name)))
+        self._set_state(State.DONE)
+
+    def _on_finished(self) -> None:
+        self._worker, self._stop_event = None, None
+        if not self._closed and self._state in (State.RUNNING, State.CANCELLING):  # quit() ends without returned/errored
+            self._status.value = "cancelled"
+            self._set_state(State.IDLE)
+
+    def _fail(self, exc: BaseException) -> None:
+        report_error(exc)
+        self._status.value = "failed; see the notification"
+        self._set_state(State.FAILED)
+
+    # --- state ---------------------------------------------------------------------------------------
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        idle = self._state in (State.IDLE, State.DONE, State.FAILED)
+        self._start_button.enabled = self._save_button.enabled = self._restore_button.enabled = idle
+        self._stop_button.enabled = self._state == State.RUNNING
+
+    def _shutdown(self) -> None:
+        """Panel or viewer closing: stop training (nothing is kept) and let go of the viewer's events."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._worker is not None:
+            self._worker.quit()
+        for emitter in self._layer_events:
+            emitter.disconnect(self._on_layers_changed)
+        remove_models_listener(self._base.reset_choices)

@@ -1,0 +1,44 @@
+"""With an active dask.distributed client, restore() sends chunks of planes to the worker processes (the
+model travels as bytes and is built once per worker) and returns the same result as a local run; a lazy
+result computed on the cluster is the same too."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from napari_gama_ir import restore  # noqa: E402
+from napari_gama_ir.engine import plan as plan_module  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _models_built_here() -> int:
+    from napari_gama_ir.engine.runtime import _CACHE
+
+    return len(_CACHE)
+
+
+def test_cluster_restore_equals_local(tiny_model, rng, monkeypatch):
+    stack = rng.poisson(100, (4, 40, 36)).astype(np.uint16)
+    monkeypatch.setattr(plan_module, "CHUNK_BYTES", 4 * 40 * 36)  # one plane per chunk: 4 tasks
+    opts = dict(tile=32, overlap=8, batch_size=4)
+    local = restore(stack, tiny_model, **opts)  # no client yet: computed here
+    assert not plan_module.plan_restore(stack, tiny_model, **opts).distributed
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        plan = plan_module.plan_restore(stack, tiny_model, **opts)
+        assert plan.distributed and plan.chunk_planes == 1
+        calls = []
+        remote = restore(stack, tiny_model, progress=lambda d, t: calls.append((d, t)), **opts)
+        lazy = restore(da.from_array(stack, chunks=(1, 40, 36)), tiny_model, **opts).compute()
+        built = client.run(_models_built_here)
+    assert isinstance(remote, np.ndarray)
+    np.testing.assert_array_equal(remote, local)
+    np.testing.assert_array_equal(lazy, local)
+    assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1]
+    assert len(built) == 2 and 1 <= sum(built.values()) and max(built.values()) == 1  # once per worker
