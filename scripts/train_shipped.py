@@ -32,6 +32,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(RECIPES))
     p.add_argument("--preset", default="w16")
+    p.add_argument("--base", default=None, help="continue from this model (e.g. weights/general-gray) instead of a fresh preset")
     p.add_argument("--minutes", type=float, default=40)
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--patch", type=int, default=96)
@@ -50,7 +51,7 @@ def main(argv=None) -> None:
     train = datasets.split("train", recipe["rgb"], recipe["with_nuclei"])
     val = datasets.split("val", recipe["rgb"], recipe["with_nuclei"])
     opts = FinetuneOptions(
-        clean=list(train.values()), base=f"scratch:{args.preset}", mode="synthetic", steps=args.steps,
+        clean=list(train.values()), base=args.base or f"scratch:{args.preset}", mode="synthetic", steps=args.steps,
         max_minutes=args.minutes, patch_size=args.patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.name, checkpoint=args.checkpoint, resume=args.resume,
@@ -68,9 +69,17 @@ def main(argv=None) -> None:
     except StopIteration as stop:
         net = stop.value
     command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    training = {**net.card.training, "command": command, "torch": torch.__version__}
+    if args.base:  # a continued run: keep the earlier phase(s) in the card
+        from napari_gama_ir import load_model
+
+        earlier = load_model(args.base).card.training
+        training["previous_phase"] = {k: v for k, v in earlier.items() if k != "history"}
+        training["total_steps"] = training["steps"] + earlier.get("total_steps", earlier.get("steps", 0))
+        training["total_seconds"] = round(training["seconds"] + earlier.get("total_seconds", earlier.get("seconds", 0)), 1)
     net.card = net.card.replace(
         description=recipe["description"], domain=recipe["domain"], axes_hint="YXC" if recipe["rgb"] else "YX",
-        training={**net.card.training, "command": command, "torch": torch.__version__},
+        training=training,
     )  # fmt: skip
     path = save_model(net, Path(args.out) / args.name)
     print(f"saved {path} after {(time.time() - t0) / 60:.1f} min")

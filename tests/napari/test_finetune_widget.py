@@ -44,7 +44,8 @@ def panel(make_napari_viewer, tiny_model, pair):
 
 
 def _wait_idle(qtbot, widget) -> None:
-    qtbot.waitUntil(lambda: widget._worker is None and widget._state not in (State.RUNNING, State.CANCELLING), timeout=TIMEOUT)
+    busy = (State.RUNNING, State.CANCELLING)
+    qtbot.waitUntil(lambda: widget._worker is None and widget._state not in busy, timeout=TIMEOUT)
 
 
 def test_training_updates_progress_and_plot_then_saves_and_restores(panel, qtbot, tiny_model):
@@ -116,7 +117,7 @@ def test_bad_input_notifies_and_the_panel_works_again(panel, qtbot, errors):
     assert "not usable" in errors[-1] and not list(user_models_dir().glob("*outside*"))
 
 
-@pytest.mark.parametrize("close", ["widget", "viewer"])
+@pytest.mark.parametrize("close", ["widget", "dock", "viewer"])
 def test_closing_the_panel_or_viewer_stops_training(panel, qtbot, close):
     viewer, widget = panel
     widget._steps.value = 100_000
@@ -126,6 +127,8 @@ def test_closing_the_panel_or_viewer_stops_training(panel, qtbot, close):
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         if close == "widget":
             widget.native.close()
+        elif close == "dock":
+            viewer.window.remove_dock_widget(widget.native)  # what the dock's "x" button does
         else:
             viewer.close()
     assert worker.abort_requested

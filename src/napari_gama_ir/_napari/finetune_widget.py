@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 import threading
 from functools import partial
-from pathlib import Path
 
 import napari
 from magicgui.widgets import (
     CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select, SpinBox,
 )  # fmt: skip
-from napari.layers import Layer
+from napari.layers import Image, Layer
 from napari.utils.notifications import show_info
 
 from ..engine.plan import plan_restore
@@ -100,17 +99,15 @@ class FinetuneWidget(Container):
                               viewer.layers.events.reordered, viewer.layers.events.renamed)  # fmt: skip
         for emitter in self._layer_events:
             emitter.connect(self._on_layers_changed)
-        add_models_listener(self._base.reset_choices)  # a model saved anywhere can be the next base
-        self._close_watcher = _CloseWatcher(self._shutdown)
-        self.native.installEventFilter(self._close_watcher)
-        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if qt_window is not None:
-            qt_window.installEventFilter(self._close_watcher)
+        self._hooks = _CloseWatcher(self._shutdown, self._base.reset_choices)
+        self.native.installEventFilter(self._hooks)
+        add_models_listener(self._hooks.notify_models_saved)  # a model saved anywhere can be the next base
+        self.native.destroyed.connect(lambda *_: self._shutdown())  # the viewer closed and took the dock along
         self._sync_buttons()
 
     # --- choices -------------------------------------------------------------------------------
     def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if type(layer).__name__ == "Image"]
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _base_choices(self, _widget=None) -> list[str]:
         return [DEFAULT_BASE, *(card.name for card in list_models()), SCRATCH]
@@ -136,7 +133,8 @@ class FinetuneWidget(Container):
         """The panel's fields as :class:`FinetuneOptions` keyword arguments (the flags of ``gama-ir train``)."""
         supervised = self._mode.value == "supervised"
         if self._source.value == FOLDERS:
-            noisy, clean = (str(f.value) if str(f.value) not in ("", ".") else None for f in (self._noisy_dir, self._clean_dir))
+            folders = (self._noisy_dir, self._clean_dir)
+            noisy, clean = (None if str(f.value) in ("", ".") else str(f.value) for f in folders)
             axes = None  # from the files
         else:
             noisy = [L.layer_data(layer) for layer in self._noisy.value]
@@ -195,7 +193,7 @@ class FinetuneWidget(Container):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise InvalidInputError(f"model name {name!r} is not usable; use letters, digits, '-', '_' or '.'")
             if (user_models_dir() / f"{name}.safetensors").exists():
-                raise InvalidInputError(f"a model named {name!r} already exists in {user_models_dir()}; choose another name")
+                raise InvalidInputError(f"a model named {name!r} is already in {user_models_dir()}; choose another name")
             path = save_model(self._net, name)
         except Exception as exc:  # noqa: BLE001
             return report_error(exc)
@@ -222,8 +220,8 @@ class FinetuneWidget(Container):
             return lambda *args: None if self._closed else fn(*args)
 
         self._set_state(State.RUNNING)
-        self._worker = start_worker(gen_fn, kwargs, if_open(on_progress), if_open(on_done), on_error=if_open(self._fail),
-                                    on_finished=self._on_finished, desc=desc)  # fmt: skip
+        self._worker = start_worker(gen_fn, kwargs, if_open(on_progress), if_open(on_done),
+                                    on_error=if_open(self._fail), on_finished=self._on_finished, desc=desc)  # fmt: skip
 
     # --- worker callbacks --------------------------------------------------------------------------
     def _on_progress(self, p) -> None:
@@ -240,6 +238,7 @@ class FinetuneWidget(Container):
         self._summary.value = f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB ({steps} steps)"
         base = re.sub(r"[^a-z0-9]+", "-", str(net.card.training["base_model"]).lower()).strip("-")
         self._name.value = f"{base}-finetuned"
+        self._status.value = f"done: {steps} steps in {net.card.training['seconds']:.0f} s; save it or restore with it"
         self._result.visible = True
         self._set_state(State.DONE)
 
@@ -253,7 +252,7 @@ class FinetuneWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker, self._stop_event = None, None
-        if not self._closed and self._state in (State.RUNNING, State.CANCELLING):  # quit() ends without returned/errored
+        if not self._closed and self._state in (State.RUNNING, State.CANCELLING):  # quit(): no returned/errored
             self._status.value = "cancelled"
             self._set_state(State.IDLE)
 
@@ -283,4 +282,4 @@ class FinetuneWidget(Container):
             self._worker.quit()
         for emitter in self._layer_events:
             emitter.disconnect(self._on_layers_changed)
-        remove_models_listener(self._base.reset_choices)
+        remove_models_listener(self._hooks.notify_models_saved)
