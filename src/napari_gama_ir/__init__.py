@@ -14,6 +14,7 @@ from .errors import (
     RestoreCancelled,
 )
 from .model.presets import build_model, list_presets
+from .training.finetune import FinetuneOptions, FinetuneProgress, finetune, iter_finetune
 from .zoo.card import ModelCard
 from .zoo.store import list_models, load_model, save_model, user_models_dir
 
@@ -22,6 +23,10 @@ __version__ = "0.1.0"
 __all__ = [
     "restore",
     "iter_restore",
+    "finetune",
+    "iter_finetune",
+    "FinetuneOptions",
+    "FinetuneProgress",
     "plan_restore",
     "RestorePlan",
     "Progress",

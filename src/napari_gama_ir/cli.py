@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 
 from . import __version__
@@ -177,7 +176,7 @@ def _cmd_train(args) -> int:
         bar.set_postfix(loss=f"{p.loss:.3f}", best=f"{p.best_psnr:.2f} dB" if p.best_psnr is not None else "-")
 
     try:
-        net = run_finetune(iter_finetune(opts), show, threading.Event())
+        net = run_finetune(iter_finetune(opts), show)
     finally:
         if bar is not None:
             bar.close()

@@ -52,3 +52,22 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "file not found" in proc.stderr
+
+
+def test_train_from_folders_saves_a_user_model(tmp_path, user_models_dir, capsys):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    (tmp_path / "noisy").mkdir()
+    (tmp_path / "clean").mkdir()
+    for i in range(3):
+        clean = (1000 + 500 * np.sin(xx / (4 + i)) * np.cos(yy / 6)).astype(np.uint16)
+        tifffile.imwrite(tmp_path / "clean" / f"img{i}.tif", clean)
+        tifffile.imwrite(tmp_path / "noisy" / f"img{i}.tif", (clean + rng.normal(0, 100, clean.shape)).astype(np.uint16))
+    argv = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), "--base", "scratch:tiny",
+            "--steps", "12", "--patch-size", "32", "--batch-size", "2", "-o", "cli-trained", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    assert "validation PSNR" in capsys.readouterr().out
+    assert (user_models_dir / "cli-trained.safetensors").exists() and (user_models_dir / "cli-trained.json").exists()
+    (tmp_path / "clean" / "img2.tif").rename(tmp_path / "clean" / "other.tif")
+    assert main(argv) == 2
+    assert "different file names" in capsys.readouterr().err

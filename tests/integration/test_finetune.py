@@ -67,7 +67,8 @@ def test_cancel_before_start_raises():
     stop = threading.Event()
     stop.set()
     with pytest.raises(FinetuneCancelled):
-        run_finetune(iter_finetune(FinetuneOptions(noisy=[np.zeros((40, 40), np.float32)], mode="self-supervised", **small())), cancel=stop)
+        opts = FinetuneOptions(noisy=[np.zeros((40, 40), np.float32)], mode="self-supervised", stop=stop, **small())
+        run_finetune(iter_finetune(opts), cancel=stop)
 
 
 def test_self_supervised_on_noisy_stack_alone(pairs, user_models_dir):
@@ -92,3 +93,17 @@ def test_mismatched_pairs_are_refused(pairs):
         finetune(noisy, None, mode="supervised", steps=5, **small())
     with pytest.raises(InvalidInputError, match="mode"):
         finetune(noisy, clean, mode="magic", steps=5, **small())
+
+
+def test_stop_event_in_options_ends_the_generator_with_the_best_model(pairs):
+    noisy, clean = pairs
+    opts = FinetuneOptions(noisy=noisy, clean=clean, steps=500, stop=threading.Event(), **small())
+    gen, steps = iter_finetune(opts), []
+    with pytest.raises(StopIteration) as done:
+        while True:  # what the napari panel's Stop does: set the event while a worker drives the generator
+            steps.append(next(gen).step)
+            if steps[-1] == 12:
+                opts.stop.set()
+    net = done.value.value
+    assert steps[-1] == 12 and net.card.training["steps"] == 12
+    assert "psnr_after" in net.card.metrics["validation"]

@@ -229,54 +229,52 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         best_state = load_file(str(best_file)) if best_file.exists() else None
     else:
         before_psnr, before_ssim = evaluate(net, val_batches, device, precision)
-        best_psnr = before_psnr  # fine-tuning must beat the base model to replace it
+        # the starting weights are the first candidate: fine-tuning must beat the base model to replace it
+        best_psnr, best_state = before_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr, "validation before training")
 
     # -- loop: set lr, step, validate + checkpoint every eval_every; stop on steps or time
     t0 = time.perf_counter() - elapsed_before
-    try:
-        while step < total:
-            elapsed = time.perf_counter() - t0
-            if opts.max_minutes is not None and elapsed >= opts.max_minutes * 60:
-                break
-            if opts.stop is not None and opts.stop.is_set():
-                break  # asked to stop (e.g. the panel's Stop): finish below with the best weights so far
-            frac = step / total if opts.max_minutes is None else max(step / total, elapsed / (opts.max_minutes * 60))
-            lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            inp, target = (torch.from_numpy(a) for a in sampler.batch(opts.batch_size))
-            mask = None
-            if opts.mode == "self-supervised":
-                inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
-                mask = mask.to(device)
-            inp, target = inp.to(device), target.to(device)
-            with autocast(device, precision):
-                pred = net(inp)
-            loss = loss_fn(pred.float(), target, mask)
-            loss.backward()
-            if opts.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            val_psnr = val_ssim = None
-            if step % eval_every == 0 or step == total:
-                val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
-                history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
-                improved = val_psnr > best_psnr
+    while step < total:
+        elapsed = time.perf_counter() - t0
+        if opts.max_minutes is not None and elapsed >= opts.max_minutes * 60:
+            break
+        if opts.stop is not None and opts.stop.is_set():
+            break  # asked to stop (e.g. the panel's Stop): finish below with the best weights so far
+        frac = step / total if opts.max_minutes is None else max(step / total, elapsed / (opts.max_minutes * 60))
+        lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        inp, target = (torch.from_numpy(a) for a in sampler.batch(opts.batch_size))
+        mask = None
+        if opts.mode == "self-supervised":
+            inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
+            mask = mask.to(device)
+        inp, target = inp.to(device), target.to(device)
+        with autocast(device, precision):
+            pred = net(inp)
+        loss = loss_fn(pred.float(), target, mask)
+        loss.backward()
+        if opts.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        val_psnr = val_ssim = None
+        if step % eval_every == 0 or step == total:
+            val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
+            history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
+            improved = val_psnr > best_psnr
+            if improved:
+                best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            if ckpt:
+                state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
+                             elapsed=time.perf_counter() - t0)  # fmt: skip
+                save_checkpoint(ckpt, net, optimizer, step, state, rng, {"rng.mask": mask_gen.get_state()})
                 if improved:
-                    best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                if ckpt:
-                    state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
-                                 elapsed=time.perf_counter() - t0)  # fmt: skip
-                    save_checkpoint(ckpt, net, optimizer, step, state, rng, {"rng.mask": mask_gen.get_state()})
-                    if improved:
-                        save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
-            yield FinetuneProgress(step, total, loss.item(), lr, time.perf_counter() - t0, val_psnr, val_ssim, best_psnr)
+                    save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
+        yield FinetuneProgress(step, total, loss.item(), lr, time.perf_counter() - t0, val_psnr, val_ssim, best_psnr)
 
-    except _StopTraining:
-        pass  # cancelled between steps: keep the best weights so far
 
     # -- finish: the best weights, a card that says how they were made and how well they do
     elapsed = time.perf_counter() - t0
@@ -362,30 +360,24 @@ def finetune(
     GAMAIR
         The trained network with ``net.card`` (metrics before/after on the validation split).
     """
-    opts = FinetuneOptions(noisy=noisy, clean=clean, base=base, mode=mode, steps=steps, max_minutes=max_minutes, **options)
+    opts = FinetuneOptions(noisy=noisy, clean=clean, base=base, mode=mode, steps=steps, max_minutes=max_minutes, stop=cancel, **options)
     return run_finetune(iter_finetune(opts), progress, cancel)
 
 
 def run_finetune(gen, progress=None, cancel=None):
-    """Drive an ``iter_finetune`` generator; on cancel, finish early and return the best model."""
-    started = False
+    """Drive an ``iter_finetune`` generator to its end and return the trained network.
+
+    ``cancel`` must be the generator's own ``FinetuneOptions.stop`` event: once set, the loop ends after
+    the current step with the best weights so far. Set before the first step, it raises
+    :class:`FinetuneCancelled`, as there is nothing to return yet.
+    """
     try:
         while True:
-            if cancel is not None and cancel.is_set():
-                if not started:
-                    gen.close()
-                    raise FinetuneCancelled("fine-tuning was cancelled before it started")
-                return gen.throw(_StopTraining())
             item = next(gen)
-            started = started or item.step > 0
             if progress is not None:
                 progress(item)
+            if item.step == 0 and cancel is not None and cancel.is_set():
+                gen.close()
+                raise FinetuneCancelled("fine-tuning was cancelled before it started")
     except StopIteration as stop:
         return stop.value
-
-
-class _StopTraining(Exception):
-    """Thrown into the training generator to end the loop early (cancel)."""
-
-
-__all__ = ["FinetuneOptions", "FinetuneProgress", "iter_finetune", "finetune", "run_finetune", "cosine_lr"]
