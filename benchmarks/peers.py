@@ -10,8 +10,8 @@ runs in a separate environment (see docs/benchmarks.md):
     .venv-bench/bin/python benchmarks/peers.py [--device cpu|cuda] [--repeat 10]
 
 Latency: median of ``repeat`` timed forward passes after 3 warm-up passes (torch.inference_mode).
-Peak memory: CUDA's max_memory_allocated on a GPU; on the CPU the growth of the process's peak RSS
-during the forward passes (an upper bound that includes allocator caching).
+Peak memory: CUDA's max_memory_allocated on a GPU; on the CPU the growth of peak RSS over the forward
+passes, each model measured in a fresh child process (includes the allocator's caching).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -46,13 +48,13 @@ def measure(net, device, dtype, repeat, size):
     net = net.to(device).eval()
     x = torch.rand(1, 3, size, size, device=device)
     ctx = torch.autocast(device_type=device, dtype=dtype) if dtype != torch.float32 else torch.autocast(device_type=device, enabled=False)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.inference_mode(), ctx:
-        for _ in range(3):
-            net(x)
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(3):
+            net(x)
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
@@ -70,15 +72,20 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # one model, in a child process
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     dtypes = [torch.float32] if args.device == "cpu" else [torch.float32, torch.float16]
     models = {"GAMA-IR S (ours)": gama_s, "NAFNet-w32 (SIDD)": nafnet_w32, "Restormer": restormer}
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {name}, input 1x3x{args.size}x{args.size}\n")
-    print("| model | params (M) | precision | median latency (ms) | peak memory (MiB) |\n|---|---|---|---|---|")
-    for label, make in models.items():
+    if args.only is None:
+        name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        print(f"torch {torch.__version__}, {name}, input 1x3x{args.size}x{args.size}\n")
+        print("| model | params (M) | precision | median latency (ms) | peak memory (MiB) |\n|---|---|---|---|---|", flush=True)
+        for label in models:
+            subprocess.run([sys.executable, __file__, *(argv or sys.argv[1:]), "--only", label], check=True)
+        return
+    for label, make in [(args.only, models[args.only])]:
         torch.manual_seed(0)
         net = make()
         params = sum(p.numel() for p in net.parameters()) / 1e6
