@@ -102,9 +102,14 @@ def _cmd_models(_args) -> int:
         print("no models installed")
     for card in cards:
         print(card.summary())
-        val = card.metrics.get("eval") or {}
-        for key, value in val.items() if isinstance(val, dict) else []:
-            print(f"    {key}: {value}")
+        t = card.training
+        if t:
+            print(f"    trained: {t.get('mode', '?')}, {t.get('total_steps', t.get('steps', '?'))} steps, "
+                  f"{t.get('total_seconds', t.get('seconds', '?'))} s on {t.get('device', '?')}; data: {t.get('data', '?')}")  # fmt: skip
+        for key, value in (card.metrics.get("eval") or {}).items():
+            if isinstance(value, dict) and "model" in value:
+                others = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in value.items() if k != "model")
+                print(f"    {key}: {value['model']['psnr']:.2f} dB, SSIM {value['model']['ssim']:.3f} ({others})")
     return 0
 
 

@@ -93,7 +93,7 @@ def _open_tiff(path: Path) -> OpenedInput:
             series = tif.series[0]
             axes = series.axes
             meta = _tiff_metadata(tif, series)
-        store = tifffile.imread(path, aszarr=True)
+        store = tifffile.imread(path, aszarr=True, series=0, level=0)  # full resolution of a pyramid
         arr = da.from_zarr(zarr.open(store, mode="r"))
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InvalidInputError(f"{path}: not a readable TIFF ({exc})") from None

@@ -32,6 +32,7 @@ from .losses import LOSSES, psnr, ssim
 from .noise import NoiseModel
 
 MODES = ("supervised", "self-supervised", "synthetic")
+UNBOUNDED_STEPS = 10**9
 
 
 @dataclass
@@ -155,6 +156,7 @@ def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.ra
 @torch.no_grad()
 def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float, float]:
     """Mean PSNR and SSIM over validation images (against clean, or blind-spot PSNR against noisy)."""
+    was_training = net.training
     net.eval()
     scores, ssims = [], []
     gen = torch.Generator().manual_seed(rng_seed)
@@ -172,7 +174,7 @@ def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float,
         restored = norm.inverse(pred)[0]
         scores.append(psnr(restored, clean, data_range))
         ssims.append(ssim(np.clip(restored, clean.min(), clean.max()) / data_range, clean / data_range))
-    net.train()
+    net.train(was_training)
     return float(np.mean(scores)), float(np.mean(ssims)) if ssims else float("nan")
 
 
@@ -205,8 +207,9 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     net, base_name, scratch = _build_network(opts, channels)
     net.to(device).train()
     peak_lr = opts.lr if opts.lr is not None else (1e-3 if scratch else 2e-4)
-    total = opts.steps or _default_steps(images, opts)
-    eval_every = opts.eval_every or max(10, total // 10)
+    # steps bound the run when given; max_minutes alone bounds it by time only
+    total = opts.steps or (UNBOUNDED_STEPS if opts.max_minutes else _default_steps(images, opts))
+    eval_every = opts.eval_every or (250 if total == UNBOUNDED_STEPS else max(10, total // 10))
 
     # -- optimiser: AdamW with NAFNet's betas; the schedule is a pure function of progress
     optimizer = torch.optim.AdamW(net.parameters(), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
@@ -271,13 +274,19 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
                              elapsed=time.perf_counter() - t0)  # fmt: skip
                 save_checkpoint(ckpt, net, optimizer, step, state, rng, {"rng.mask": mask_gen.get_state()})
-                if improved:
+                if improved or step == eval_every:  # the first checkpoint also records the best so far
                     save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
-        yield FinetuneProgress(step, total, loss.item(), lr, time.perf_counter() - t0, val_psnr, val_ssim, best_psnr)
+        elapsed = time.perf_counter() - t0
+        shown_total = _shown_total(step, total, elapsed, opts.max_minutes)
+        yield FinetuneProgress(step, shown_total, loss.item(), lr, elapsed, val_psnr, val_ssim, best_psnr)
 
 
     # -- finish: the best weights, a card that says how they were made and how well they do
     elapsed = time.perf_counter() - t0
+    if step and (not history or history[-1]["step"] != step):  # weights since the last validation count too
+        last_psnr, _ = evaluate(net, val_batches, device, precision)
+        if last_psnr > best_psnr:
+            best_state = None
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -308,6 +317,13 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         },
     )
     return net
+
+
+def _shown_total(step: int, total: int, elapsed: float, max_minutes: float | None) -> int:
+    """Steps expected in all: ``total``, or for a time-bound run an estimate from the pace so far."""
+    if max_minutes is None or step == 0:
+        return total
+    return min(total, max(step, int(step / max(elapsed, 1e-9) * max_minutes * 60)))
 
 
 def _default_steps(images: list[TrainImage], opts: FinetuneOptions) -> int:
