@@ -48,6 +48,7 @@ class RestorePlan:
     output: str  # "numpy", "dask", "tiff" or "zarr"
     out_path: str | None
     distributed: bool
+    device_request: str  # what the caller asked for ("auto" lets each dask worker pick its own)
     normalizer: Normalizer = field(repr=False)
     layout: CanonicalLayout = field(repr=False)
     source: OpenedInput = field(repr=False)
@@ -204,7 +205,7 @@ def plan_restore(
         model_name=card.name, axes=axes, shape=shape, in_dtype=str(in_dtype), out_dtype=str(out_dtype),
         channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, align=2**levels, batch_size=b, device=str(dev),
         precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
-        out_path=out_path, distributed=_active_client() is not None and output != "dask",
+        out_path=out_path, distributed=_active_client() is not None and output != "dask", device_request=str(device),
         normalizer=normalizer, layout=layout, source=src, model=net,
     )  # fmt: skip
 

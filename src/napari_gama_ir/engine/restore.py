@@ -7,10 +7,11 @@ network in batches, blend, invert the normalisation, cast, and hand the planes t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterator
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..io.sinks import ArraySink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
 from .plan import AUTO_OVERLAP, RestorePlan, _active_client, plan_restore
-from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory
+from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory, pick_device, pick_precision
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class TileSettings:
     precision: str
     window: str = "cosine"  # blend window kind, see tiling.windows.ramp_1d
     align: int = 1  # tiles start on multiples of this (the network's 2 ** levels), see aligned_tiling
+    backoff: dict = field(default_factory=dict, compare=False, repr=False)
+    "Batch, tile and overlap reduced after out-of-memory; later chunks start from them, not from the plan."
 
 
 def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
@@ -62,7 +65,9 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
     On out-of-memory the batch is halved, then the tile, and the work is retried.
     """
     n, _, h, w = images.shape
-    tile, overlap, batch = settings.tile, settings.overlap, settings.batch_size
+    tile = settings.backoff.get("tile", settings.tile)
+    overlap = settings.backoff.get("overlap", settings.overlap)
+    batch = settings.backoff.get("batch_size", settings.batch_size)
     reported = 0  # tiles already reported: a retry after out-of-memory does not count them twice
     while True:
         try:
@@ -99,6 +104,7 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
                 raise InvalidInputError(
                     f"out of memory on {settings.device} even with batch 1 and {tile} tiles; use device='cpu'"
                 ) from exc
+            settings.backoff.update(tile=tile, overlap=overlap, batch_size=batch)
 
 
 def _pad_like_network(images: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
@@ -137,7 +143,13 @@ def _check_finite(block: np.ndarray) -> None:
 
 
 def _block_on_worker(block, spec: ModelSpec, normalizer, settings, out_dtype, separate, mean_mode, local_size):
-    """dask task: the model is rebuilt once per worker process from its bytes and cached there."""
+    """dask task: the model is rebuilt once per worker process from its bytes and cached there.
+
+    ``settings.device == "auto"`` is resolved here, on the worker, whose GPU may differ from the client's.
+    """
+    if settings.device == "auto":
+        device = pick_device("auto")
+        settings = dataclasses.replace(settings, device=str(device), precision=pick_precision(settings.precision, device))
     net = cached_model(spec, torch.device(settings.device), mean_mode, local_size)
     return restore_block(np.asarray(block), net, normalizer, settings, out_dtype, separate)
 
@@ -224,18 +236,32 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
         canonical = da.from_array(canonical)
     canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
     spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True)
-    args = (plan.normalizer, _settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
-    # submit() does not compute dask Delayed arguments: turn each chunk into a future the workers read
-    blocks = client.compute(list(canonical.to_delayed().ravel()))
-    futures = [client.submit(_block_on_worker, block, spec, *args, pure=False) for block in blocks]
-    per_chunk = total / max(1, len(futures))
+    settings = _settings(plan)
+    if plan.device_request == "auto":  # each worker picks its own device
+        settings = dataclasses.replace(settings, device="auto", precision="auto")
+    args = (plan.normalizer, settings, plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
+    chunks = list(canonical.to_delayed().ravel())
+    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))  # chunks in flight: bounded memory
+    submitted: list = []
+
+    def submit(j: int) -> None:
+        # submit() does not compute dask Delayed arguments: turn the chunk into a future the workers read
+        block = client.compute(chunks[j])
+        submitted.append((block, client.submit(_block_on_worker, block, spec, *args, pure=False)))
+
+    per_chunk = total / max(1, len(chunks))
     try:
+        for j in range(min(window, len(chunks))):
+            submit(j)
         for j, (start, _stop) in enumerate(_chunk_bounds(plan)):
-            block = futures[j].result()
-            yield Progress(round((j + 1) * per_chunk), total, f"chunk {j + 1} of {len(futures)} (cluster)")
+            block = submitted[j][1].result()
+            submitted[j] = (None, None)  # drop the references so the cluster can free the chunk
+            if j + window < len(chunks):
+                submit(j + window)
+            yield Progress(round((j + 1) * per_chunk), total, f"chunk {j + 1} of {len(chunks)} (cluster)")
             yield start, block
     finally:
-        client.cancel(futures + blocks)
+        client.cancel([f for pair in submitted for f in pair if f is not None])
 
 
 def iter_restore(data, model=None, **options) -> Generator[Progress, None, object]:
