@@ -22,7 +22,7 @@ GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 20
 CHUNK_BYTES = 256 << 20  # float32 bytes of input planes per dask chunk
-GPU_BYTES_PER_PIXEL_PER_WIDTH = 48  # measured peak activation bytes per pixel per unit of width (fp16), with margin
+GPU_BYTES_PER_PIXEL_PER_WIDTH = 48  # estimated peak activation bytes per pixel per unit of width (fp16), with margin; not yet measured on a GPU
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
@@ -172,6 +172,9 @@ def plan_restore(
     width = int(card.model_args.get("width", 16))
     free = free_gpu_bytes(dev)
     max_tile = GPU_MAX_TILE if dev.type != "cpu" else CPU_MAX_TILE
+    if free is not None:  # the largest tile whose activations fit in half the free GPU memory
+        fitting = int(math.sqrt(0.5 * free / (width * GPU_BYTES_PER_PIXEL_PER_WIDTH)))
+        max_tile = max(128, min(max_tile, fitting // 2**levels * 2**levels))
     if t is None:
         tile_yx = (_auto_tile(y, max_tile, ov, 2**levels), _auto_tile(x, max_tile, ov, 2**levels))
     else:
