@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_gama_ir._napari.restore_widget import State
+    from napari_gama_ir._napari._common import State
 
     viewer = napari.Viewer(title="napari-gama-ir")
     viewer.window.resize(1700, 720)

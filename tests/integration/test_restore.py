@@ -1,7 +1,8 @@
 """restore() on every kind of input (numpy, dask, memmap, zarr, TIFF and zarr paths): same shape, axes,
 dtype and metadata out; numpy in gives numpy, lazy in gives lazy; files are streamed and named by the
-returned path; the input is never modified; progress counts up to its total; cancel leaves nothing;
-an out-of-memory forward pass is retried with smaller batches and gives the same result."""
+returned path, or fill a caller's zarr array in place; the input is never modified; progress counts up to
+its total and its first step carries the plan; a stack's normalizer restores a plane as in the stack; cancel
+leaves nothing; an out-of-memory forward pass is retried with smaller batches and gives the same result."""
 
 from __future__ import annotations
 
@@ -126,6 +127,35 @@ def test_numpy_to_tiff_and_zarr_files(tiny_model, noisy_zyx, tmp_path):
     restore(noisy_zyx[:, ::-1], tiny_model, out=str(tmp_path / "o.zarr"), **OPTS)
     assert not np.array_equal(zarr.open_array(store, mode="r")[:], expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tiff", "o.zarr"]
+
+
+def test_a_callers_zarr_array_is_filled_in_place_and_returned(tiny_model, noisy_zyx, tmp_path):
+    z = zarr.open_array(str(tmp_path / "mine.zarr"), mode="w", shape=noisy_zyx.shape, chunks=(1, 40, 44), dtype=np.uint16)
+    assert restore(noisy_zyx, tiny_model, out=z, **OPTS) is z
+    np.testing.assert_array_equal(z[:], restore(noisy_zyx, tiny_model, **OPTS))
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.zarr"]  # written where it is: no temporary sibling
+    with pytest.raises(ValueError, match=r"zarr array of shape \(3, 40, 40\)"):
+        restore(noisy_zyx, tiny_model, out=zarr.zeros((3, 40, 40), dtype=np.uint16))
+    with pytest.raises(TypeError, match="zarr array of dtype float32; it must have the output dtype uint16"):
+        restore(noisy_zyx, tiny_model, out=zarr.zeros(noisy_zyx.shape, dtype=np.float32))
+
+
+def test_a_stacks_normalizer_restores_one_plane_as_the_whole_stack_does(tiny_model, noisy_zyx):
+    stack = noisy_zyx.copy()
+    stack[0] //= 4  # a darker plane moves the stack's percentiles away from plane 1's own
+    normalizer = plan_restore(stack, tiny_model, **OPTS).normalizer
+    plane = restore(stack[1], tiny_model, axes="YX", normalizer=normalizer, **OPTS)
+    np.testing.assert_allclose(plane, restore(stack, tiny_model, **OPTS)[1], atol=1)  # batching may round apart
+    with pytest.raises(ValueError, match="normalizer must be a Normalizer for the data's 1 channel"):
+        restore(stack[1], tiny_model, normalizer=(0, 1))
+
+
+def test_the_first_progress_step_carries_the_plan(tiny_model, noisy_zyx):
+    steps = engine.iter_restore(noisy_zyx, tiny_model, **OPTS)
+    first = next(steps)
+    assert first.plan.model_name == tiny_model.card.name and first.message == first.plan.describe()
+    assert next(steps).plan is None
+    steps.close()
 
 
 def test_rgb_tiff_stays_rgb(tiny_rgb_model, rgb, tmp_path):

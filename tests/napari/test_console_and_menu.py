@@ -15,7 +15,7 @@ pytestmark = pytest.mark.qt
 def test_console_way_from_the_readme(make_napari_viewer, stack, tiny_model):
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy", scale=(2.0, 0.5, 0.5))
-    # what docs/napari.md shows, with the test's model instead of the shipped default
+    # what README.md's napari section shows, with the test's model instead of the shipped default
     from napari_gama_ir import load_model, restore, restore_layer
 
     net = load_model(tiny_model)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gama_ir._napari.finetune_widget import FinetuneWidget
-from napari_gama_ir._napari.restore_widget import RestoreWidget, State
+from napari_gama_ir import list_models
+
+from napari_gama_ir._napari._common import State
+from napari_gama_ir._napari.finetune_widget import DEFAULT_BASE, FinetuneWidget
+from napari_gama_ir._napari.restore_widget import RestoreWidget
 from napari_gama_ir.zoo.store import user_models_dir
 
 pytestmark = pytest.mark.qt
@@ -52,7 +55,9 @@ def test_training_updates_progress_and_plot_then_saves_and_restores(panel, qtbot
     viewer, widget = panel
     restore = RestoreWidget(viewer)
     viewer.window.add_dock_widget(restore, name="Restore")
-    assert widget._base.choices == (widget._base.choices[0], tiny_model, "scratch:w16")
+    choices = widget._base.choices
+    assert choices[0] == DEFAULT_BASE and tiny_model in choices and choices[-1] == "scratch:w16"
+    assert all(c.name in choices for c in list_models())  # shipped and user models
     widget._start()
     assert widget._state is State.RUNNING and not widget._start_button.enabled and widget._stop_button.enabled
     qtbot.waitUntil(lambda: len(widget._plot.loss) >= 3, timeout=TIMEOUT)  # live, while the worker runs

@@ -1,4 +1,5 @@
-"""The Restore widget in a real viewer: it docks, follows layers, runs, previews, cancels and recovers from errors.
+"""The Restore widget in a real viewer: it docks, follows layers, runs (big results fill a zarr store shown as it
+fills), previews, cancels (cleaning up in the worker, leaving no layer or store) and recovers from errors.
 
 Tests drive the widget's private fields and actions (``_run``, ``_preview``, ``_cancel``) directly and
 assert on ``viewer.layers``, as the napari plugin template does.
@@ -6,13 +7,17 @@ assert on ``viewer.layers``, as the napari plugin template does.
 
 from __future__ import annotations
 
+import tempfile
+import threading
+
 import numpy as np
 import pytest
+import zarr
 
-from napari_gama_ir import Progress
-from napari_gama_ir._napari import layers as L
-from napari_gama_ir._napari import restore_widget as rw
-from napari_gama_ir._napari.restore_widget import FROM_FILE, RestoreWidget, State
+from napari_gama_ir import Progress, restore
+from napari_gama_ir._napari import layers
+from napari_gama_ir._napari._common import State
+from napari_gama_ir._napari.restore_widget import FROM_FILE, RestoreWidget
 from napari_gama_ir.errors import InvalidInputError
 
 pytestmark = pytest.mark.qt
@@ -76,30 +81,47 @@ def test_run_adds_restored_layer_with_input_metadata(viewer_widget, qtbot, stack
     assert "32x32 px tiles" in widget._plan.value
 
 
-def test_large_or_lazy_results_go_to_a_zarr_store(viewer_widget, qtbot, stack, monkeypatch, tiny_model):
+@pytest.fixture
+def big(monkeypatch, tmp_path):
+    """Every result counts as big (a zarr store in a temporary folder under ``tmp_path``); returns that folder."""
+    monkeypatch.setattr(layers, "ZARR_THRESHOLD_BYTES", 0)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path / "tmp"
+
+
+def test_large_or_lazy_results_fill_a_zarr_store_shown_as_it_fills(viewer_widget, qtbot, stack, big, tiny_model):
     viewer, widget = viewer_widget
-    monkeypatch.setattr(L, "ZARR_THRESHOLD_BYTES", 0)
     widget._layer.value = viewer.add_image(stack, name="noisy")
+    widget._tile.value, widget._overlap.value, widget._batch.value = 32, 8, 1  # several progress steps
     widget._run()
+    name = f"noisy restored ({tiny_model})"
+    seen = []
+    widget._worker.yielded.connect(lambda step: seen.append([lay.name for lay in viewer.layers]))
     _wait_idle(qtbot, widget)
-    out = viewer.layers[f"noisy restored ({tiny_model})"]
-    assert out.metadata["napari_gama_ir"]["path"].endswith(".zarr")
+    assert len(seen) > 2 and all(names == ["noisy", name] for names in seen)  # added with the plan, then filled
+    out = viewer.layers[name]
+    assert isinstance(out.data, zarr.Array) and out.metadata["napari_gama_ir"]["path"].endswith(".zarr")
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
-    assert np.asarray(out.data[1]).any()
+    np.testing.assert_array_equal(out.data[:], restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8))
+    assert [lay.name for lay in viewer.layers] == ["noisy", name]
 
 
-def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget, qtbot, stack):
+def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget, qtbot, stack, tiny_model):
     viewer, widget = viewer_widget
     widget._layer.value = viewer.add_image(stack, name="noisy", scale=(2.0, 0.5, 0.5))
     viewer.dims.set_current_step(0, 2)
     widget._preview()
     _wait_idle(qtbot, widget)
-    preview = viewer.layers[L.PREVIEW_LAYER]
+    preview = viewer.layers[layers.PREVIEW_LAYER]
     assert preview.data.shape == (48, 64) and preview.data.dtype == np.uint16
     np.testing.assert_allclose(preview.scale, (0.5, 0.5))
+    whole = restore(stack, tiny_model, axes="ZYX")  # the plane as Run restores it: the stack's normalisation
+    np.testing.assert_allclose(preview.data, whole[2], atol=1)
+    assert widget._plan.value.startswith(f"{tiny_model} on YX (48, 64)")  # the plan, resolved in the worker
     widget._preview()  # a second preview replaces the first
     _wait_idle(qtbot, widget)
-    assert [lay.name for lay in viewer.layers] == ["noisy", L.PREVIEW_LAYER]
+    assert [lay.name for lay in viewer.layers] == ["noisy", layers.PREVIEW_LAYER]
 
 
 def _start_long_run(viewer, widget):
@@ -126,8 +148,37 @@ def test_cancel_stops_between_batches_and_adds_no_layer(viewer_widget, qtbot):
     assert [lay.name for lay in viewer.layers] == ["big"]
 
 
+def test_cancel_drops_the_filling_layer_and_its_store_and_cleans_up_in_the_worker(
+    viewer_widget, qtbot, big, monkeypatch, tiny_model
+):
+    viewer, widget = viewer_widget
+    closed_in_main_thread = []
+    real = layers.iter_restore
+
+    def watched(data, **options):
+        try:
+            return (yield from real(data, **options))
+        finally:  # core's cleanup (sink abort, reader thread) runs here
+            closed_in_main_thread.append(threading.current_thread() is threading.main_thread())
+
+    monkeypatch.setattr(layers, "iter_restore", watched)
+    _start_long_run(viewer, widget)
+    while_filling = []
+
+    def cancel_after_first_batch(step):
+        if step.done and widget._state is State.RUNNING:
+            while_filling.extend(lay.name for lay in viewer.layers)
+            widget._cancel()
+
+    widget._worker.yielded.connect(cancel_after_first_batch)
+    _wait_idle(qtbot, widget)
+    assert while_filling == ["big", f"big restored ({tiny_model})"]
+    assert [lay.name for lay in viewer.layers] == ["big"] and list(big.iterdir()) == []
+    assert closed_in_main_thread == [False]
+
+
 @pytest.mark.parametrize("close", ["widget", "dock", "viewer"])
-def test_closing_the_widget_or_viewer_stops_the_job(viewer_widget, qtbot, close):
+def test_closing_the_widget_or_viewer_stops_the_job(viewer_widget, qtbot, close, big):
     viewer, widget = viewer_widget
     _start_long_run(viewer, widget)
     worker = widget._worker
@@ -138,7 +189,7 @@ def test_closing_the_widget_or_viewer_stops_the_job(viewer_widget, qtbot, close)
             viewer.window.remove_dock_widget(widget.native)  # what the dock's "x" button does
         else:
             viewer.close()
-    assert worker.abort_requested
+    assert worker.abort_requested and list(big.iterdir()) == []  # no store left behind
     assert close == "viewer" or [lay.name for lay in viewer.layers] == ["big"]
 
 
@@ -148,6 +199,8 @@ def test_bad_input_notifies_and_the_widget_works_again(viewer_widget, qtbot, err
     bad[0, 0, 0] = np.nan
     widget._layer.value = viewer.add_image(bad, name="nan")
     widget._run()
+    assert widget._state is State.RUNNING  # planning, and so the check, happens in the worker
+    _wait_idle(qtbot, widget)
     assert widget._state is State.FAILED and widget._run_button.enabled
     assert "NaN" in errors[-1]
     widget._layer.value = viewer.add_image(stack, name="good")
@@ -156,20 +209,20 @@ def test_bad_input_notifies_and_the_widget_works_again(viewer_widget, qtbot, err
     assert widget._state is State.DONE and f"good restored ({tiny_model})" in viewer.layers
 
 
-def test_error_in_the_worker_becomes_a_notification(viewer_widget, qtbot, errors, stack, monkeypatch):
+def test_error_in_the_worker_becomes_a_notification(viewer_widget, qtbot, errors, stack, monkeypatch, big):
     viewer, widget = viewer_widget
 
-    def failing(data, plan):
+    def failing(data, **options):
         yield Progress(0, 2, "starting")
         raise InvalidInputError("out of memory on cuda even with batch 1; use device='cpu'")
 
-    monkeypatch.setattr(rw, "iter_restore", failing)
+    monkeypatch.setattr(layers, "iter_restore", failing)
     widget._layer.value = viewer.add_image(stack, name="noisy")
     widget._run()
     _wait_idle(qtbot, widget)
     assert widget._state is State.FAILED and widget._run_button.enabled
     assert errors == ["out of memory on cuda even with batch 1; use device='cpu'"]
-    assert [lay.name for lay in viewer.layers] == ["noisy"]
+    assert [lay.name for lay in viewer.layers] == ["noisy"] and list(big.iterdir()) == []  # no store left
 
 
 def test_model_from_file_and_auto_fields_become_restore_kwargs(viewer_widget, tmp_path, errors):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import napari
-from napari.layers import Layer
 
-from ..engine.plan import plan_restore
-from ..engine.restore import iter_restore
 from ..samples import load_sample
-from . import layers as L
+from . import layers
+from ._common import ResultLayer
 from .workers import report_error, start_worker
 
 
@@ -46,16 +44,14 @@ def photo_rgb() -> list[tuple]:
 def restore_with_defaults(viewer: napari.viewer.Viewer):
     """Layers > Filters > Restore with defaults: restore the selected Image layer in the background.
 
-    Returns the worker (None when nothing could start; a notification then says why).
+    Returns the worker (None when nothing could start; a notification then says why). The worker plans
+    too, so a bad input is reported when it fails there.
     """
     try:
-        data, axes, meta = L.layer_to_input(viewer.layers.selection.active)
-        plan = plan_restore(data, axes=axes, out=L.output_target(data, meta["name"]))
+        data, axes, meta = layers.layer_to_input(viewer.layers.selection.active)
+        output = ResultLayer(viewer, data, meta, {"axes": axes})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
         report_error(exc)
         return None
-
-    def add(result):
-        viewer.add_layer(Layer.create(*L.result_to_layer_tuple(result, meta, plan.model_name)))
-
-    return start_worker(iter_restore, {"data": data, "plan": plan}, None, add, desc=f"GAMA-IR: {plan.model_name}")
+    return start_worker(*output.job, output.on_progress, output.on_done, on_finished=output.on_finished,
+                        desc=f"GAMA-IR: {meta['name']}")  # fmt: skip

@@ -3,7 +3,7 @@
 Everything it does is reachable from a script: Start is ``iter_finetune(FinetuneOptions(...))`` on the
 layers' data (what ``gama-ir train`` runs on folders), Stop sets ``FinetuneOptions.stop`` so training
 ends after the current step with the best model so far, Save is ``save_model(net, name)`` and
-"Restore with this model" is ``iter_restore`` with that network.
+"Restore with this model" is ``iter_restore`` with that network (planned in the worker).
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ import napari
 from magicgui.widgets import (
     CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select, SpinBox,
 )  # fmt: skip
-from napari.layers import Image, Layer
 from napari.utils.notifications import show_info
 
-from ..engine.plan import plan_restore
-from ..engine.restore import iter_restore
 from ..engine.runtime import DEVICES
 from ..errors import InvalidInputError
 from ..training.finetune import FinetuneOptions, iter_finetune
-from ..zoo.store import add_models_listener, list_models, remove_models_listener, save_model, user_models_dir
-from . import layers as L
+from ..zoo.store import list_models, save_model, user_models_dir
+from . import layers
+from ._common import JobWidget, ResultLayer, State
 from .loss_plot import LossPlot
-from .restore_widget import State, _CloseWatcher
-from .workers import report_error, start_worker
+from .workers import report_error
 
 LAYERS, FOLDERS = "layers", "folders"
 DEFAULT_BASE = "default (shipped, picked from the data)"
@@ -41,17 +38,13 @@ def _special(box, text: str):
     return box
 
 
-class FinetuneWidget(Container):
+class FinetuneWidget(JobWidget):
     """Fine-tune a GAMA-IR model on image layers (or folders), watch it learn, then save or use it."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self._stop_event: threading.Event | None = None  # set while training; Stop sets it
         self._net = None  # the trained network, once training has returned
-        self._state = State.IDLE
-        self._closed = False  # after close, late worker signals must not touch deleted Qt widgets
         self._source = ComboBox(label="data from", choices=(LAYERS, FOLDERS), value=LAYERS)
         self._noisy = Select(label="noisy layer(s)", choices=self._image_layers)
         self._clean = Select(label="clean layer(s)", choices=self._image_layers)
@@ -95,20 +88,9 @@ class FinetuneWidget(Container):
         self._stop_button.changed.connect(self._stop)
         self._save_button.changed.connect(self._save)
         self._restore_button.changed.connect(self._restore)
-        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed,
-                              viewer.layers.events.reordered, viewer.layers.events.renamed)  # fmt: skip
-        for emitter in self._layer_events:
-            emitter.connect(self._on_layers_changed)
-        self._hooks = _CloseWatcher(self._shutdown, self._base.reset_choices)
-        self.native.installEventFilter(self._hooks)
-        add_models_listener(self._hooks.notify_models_saved)  # a model saved anywhere can be the next base
-        self.native.destroyed.connect(lambda *_: self._shutdown())  # the viewer closed and took the dock along
-        self._sync_buttons()
+        self._watch(self._on_layers_changed, self._base.reset_choices)  # a model saved anywhere can be the next base
 
     # --- choices -------------------------------------------------------------------------------
-    def _image_layers(self, _widget=None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
-
     def _base_choices(self, _widget=None) -> list[str]:
         return [DEFAULT_BASE, *(card.name for card in list_models()), SCRATCH]
 
@@ -137,9 +119,9 @@ class FinetuneWidget(Container):
             noisy, clean = (None if str(f.value) in ("", ".") else str(f.value) for f in folders)
             axes = None  # from the files
         else:
-            noisy = [L.layer_data(layer) for layer in self._noisy.value]
-            clean = [L.layer_data(layer) for layer in self._clean.value]
-            axes = L.detect_axes(self._noisy.value[0]) if self._noisy.value else None
+            noisy = [layers.layer_data(layer) for layer in self._noisy.value]
+            clean = [layers.layer_data(layer) for layer in self._clean.value]
+            axes = layers.detect_axes(self._noisy.value[0]) if self._noisy.value else None
         text = self._lr.value.strip().lower()
         try:
             lr = None if text in ("", "auto") else float(text)
@@ -201,27 +183,18 @@ class FinetuneWidget(Container):
         show_info(f"GAMA-IR: saved model {name!r} to {path.parent}")
 
     def _restore(self) -> None:
-        """Restore the first noisy layer with the trained model into a new layer."""
+        """Restore the first noisy layer with the trained model into a new layer (planned in the worker)."""
         try:
             layer = self._noisy.value[0] if self._noisy.value else None
-            data, axes, meta = L.layer_to_input(layer)
-            plan = plan_restore(data, self._net, axes=axes, out=L.output_target(data, meta["name"]))
+            data, axes, meta = layers.layer_to_input(layer)
+            output = ResultLayer(self._viewer, data, meta, {"model": self._net, "axes": axes})
         except Exception as exc:  # noqa: BLE001
             return report_error(exc)
+        self._stop_event = None  # Stop now cancels
         self._progress.value = 0
-        self._status.value = plan.describe()
-        self._launch(iter_restore, {"data": data, "plan": plan}, self._on_restore_progress,
-                     partial(self._on_restored, meta), f"GAMA-IR: {plan.model_name}")  # fmt: skip
-
-    def _launch(self, gen_fn, kwargs: dict, on_progress, on_done, desc: str) -> None:
-        """Run a core generator through the one worker bridge; callbacks are ignored once the panel closed."""
-
-        def if_open(fn):
-            return lambda *args: None if self._closed else fn(*args)
-
-        self._set_state(State.RUNNING)
-        self._worker = start_worker(gen_fn, kwargs, if_open(on_progress), if_open(on_done),
-                                    on_error=if_open(self._fail), on_finished=self._on_finished, desc=desc)  # fmt: skip
+        self._status.value = "planning..."
+        self._launch(*output.job, partial(self._on_restore_progress, output), partial(self._on_restored, output),
+                     f"GAMA-IR: {meta['name']}", output.on_finished)  # fmt: skip
 
     # --- worker callbacks --------------------------------------------------------------------------
     def _on_progress(self, p) -> None:
@@ -242,44 +215,26 @@ class FinetuneWidget(Container):
         self._result.visible = True
         self._set_state(State.DONE)
 
-    def _on_restore_progress(self, p) -> None:
+    def _on_restore_progress(self, output: ResultLayer, p) -> None:
+        if p.plan is not None:
+            self._status.value = p.message  # the plan's describe(), resolved in the worker
         self._progress.max = max(1, p.total)
         self._progress.value = min(p.done, p.total)
+        output.on_progress(p)
 
-    def _on_restored(self, meta: dict, result) -> None:
-        self._viewer.add_layer(Layer.create(*L.result_to_layer_tuple(result, meta, self._net.card.name)))
+    def _on_restored(self, output: ResultLayer, result) -> None:
+        output.on_done(result)
         self._set_state(State.DONE)
 
-    def _on_finished(self) -> None:
-        self._worker, self._stop_event = None, None
-        if not self._closed and self._state in (State.RUNNING, State.CANCELLING):  # quit(): no returned/errored
-            self._status.value = "cancelled"
-            self._set_state(State.IDLE)
-
-    def _fail(self, exc: BaseException) -> None:
-        report_error(exc)
-        self._status.value = "failed; see the notification"
-        self._set_state(State.FAILED)
-
     # --- state ---------------------------------------------------------------------------------------
-    def _set_state(self, state: State) -> None:
-        self._state = state
-        self._sync_buttons()
+    def _buttons(self) -> tuple[tuple, PushButton]:
+        return (self._start_button, self._save_button, self._restore_button), self._stop_button
 
-    def _sync_buttons(self) -> None:
-        idle = self._state in (State.IDLE, State.DONE, State.FAILED)
-        self._start_button.enabled = self._save_button.enabled = self._restore_button.enabled = idle
-        self._stop_button.enabled = self._state == State.RUNNING
+    def _show(self, text: str) -> None:
+        self._status.value = text
 
     def _shutdown(self) -> None:
         """Panel or viewer closing: stop training (nothing is kept) and let go of the viewer's events."""
-        if self._closed:
-            return
-        self._closed = True
         if self._stop_event is not None:
             self._stop_event.set()
-        if self._worker is not None:
-            self._worker.quit()
-        for emitter in self._layer_events:
-            emitter.disconnect(self._on_layers_changed)
-        remove_models_listener(self._hooks.notify_models_saved)
+        super()._shutdown()

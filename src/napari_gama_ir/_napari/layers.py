@@ -2,22 +2,27 @@
 
 Everything here reads layer attributes duck-typed and imports no napari, so :func:`restore_layer`
 (exported lazily as ``napari_gama_ir.restore_layer``) works in napari's console without any import
-cost and on anything that looks like an Image layer.
+cost and on anything that looks like an Image layer. The generators (:func:`iter_restore_into`,
+:func:`iter_preview`) are what the widgets run in their workers.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..engine.plan import plan_restore
 from ..engine.restore import iter_restore
 from ..errors import InvalidInputError
-from ..io.axes import default_axes
+from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import open_input
+from ..io.sinks import create_zarr_array
 
 ZARR_THRESHOLD_BYTES = 2 << 30
 "Results larger than this (2 GiB), or of a lazy (dask/zarr) layer, go to a zarr store on disk, not RAM."
@@ -81,30 +86,79 @@ def layer_to_input(layer) -> tuple[object, str, dict]:
     return data, detect_axes(layer), meta
 
 
-def output_target(data, name: str, dtype=None) -> str | None:
-    """None to restore into RAM; else a new ``.zarr`` path in a temporary folder (big or lazy data)."""
-    itemsize = np.dtype(dtype or data.dtype).itemsize
-    if isinstance(data, np.ndarray) and math.prod(data.shape) * itemsize <= ZARR_THRESHOLD_BYTES:
+@dataclass
+class TempStore:
+    """A zarr array for a result, in a new temporary folder that :meth:`remove` deletes."""
+
+    path: Path
+    "The ``.zarr`` store; its folder is ``path.parent``."
+    array: Any
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def new_store(data, name: str, dtype=None, axes: str | None = None) -> TempStore | None:
+    """None to restore into RAM; else an empty zarr array for the result (big or lazy data), one chunk per plane."""
+    dtype = np.dtype(dtype or data.dtype)
+    shape = tuple(int(s) for s in data.shape)
+    if isinstance(data, np.ndarray) and math.prod(shape) * dtype.itemsize <= ZARR_THRESHOLD_BYTES:
         return None
+    layout = CanonicalLayout(normalize_axes(axes or default_axes(shape), shape), shape)
     folder = Path(tempfile.mkdtemp(prefix="napari-gama-ir-"))
-    return str(folder / ("".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".zarr"))
+    path = folder / ("".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".zarr")
+    try:
+        return TempStore(path, create_zarr_array(path, layout, dtype))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
-def result_to_layer_tuple(result, meta: dict, model_name: str, name: str | None = None) -> tuple:
-    """A restored array (or the path of a zarr result) -> ``(data, kwargs, "image")`` with the input's look."""
-    path = result if isinstance(result, str) else None
-    data = open_input(path).array if path else result
+def iter_restore_into(data, store: TempStore | None = None, **options):
+    """:func:`iter_restore` writing into ``store`` (None: into RAM); returns the result.
+
+    The store is removed here, in the thread that runs the job, when the job fails or is closed.
+    """
+    if store is None:
+        return (yield from iter_restore(data, **options))
+    try:
+        return (yield from iter_restore(data, **options, out=store.array))
+    except BaseException:
+        store.remove()
+        raise
+
+
+def iter_preview(data, index: tuple, plane_axes: str, **options):
+    """Restore ``data[index]`` (the plane on screen, ``plane_axes``) with the normalisation of all of ``data``.
+
+    The widget's Preview: ``restore(plane, normalizer=plan_restore(data, ...).normalizer)``, so the plane
+    looks as it will in the whole run. ``options`` are :func:`restore`'s for ``data``.
+    """
+    stack = plan_restore(data, **options)
+    plane = np.asarray(data[index])
+    options.update(model=stack.model, axes=plane_axes, normalizer=stack.normalizer)
+    return (yield from iter_restore(plane, **options))
+
+
+def result_to_layer_tuple(result, meta: dict, model_name: str, name: str | None = None, path=None) -> tuple:
+    """A restored array (or the path of a zarr result) -> ``(data, kwargs, "image")`` with the input's look.
+
+    ``path`` names the store a zarr array came from (kept in the layer's metadata).
+    """
+    if isinstance(result, str):
+        path, result = result, open_input(result).array
     kwargs = {k: v for k, v in meta.items() if k != "name" and v is not None}
     kwargs["name"] = name or f"{meta['name']} restored ({model_name})"
+    path = None if path is None else str(path)
     kwargs["metadata"] = {"napari_gama_ir": {"source_layer": meta["name"], "model": model_name, "path": path}}
-    return data, kwargs, "image"
+    return result, kwargs, "image"
 
 
-def current_plane(layer, point, axes: str) -> tuple[np.ndarray, str, dict]:
-    """The plane at the viewer's ``point`` (world coordinates), cropped to the visible region.
+def plane_on_screen(layer, point, axes: str) -> tuple[tuple, str, dict]:
+    """Where the plane at the viewer's ``point`` (world coordinates) is, cropped to the visible region.
 
-    Returns the plane as numpy, its axes ("YX", or "YXC"/"CYX" with channels) and the metadata that
-    puts a 2-D preview layer on top of it.
+    Returns the index of that plane in the layer's data (read it in the worker), its axes ("YX", or
+    "YXC"/"CYX" with channels) and the metadata that puts a 2-D preview layer on top of it.
     """
     data, _, meta = layer_to_input(layer)
     at = layer.world_to_data(point)
@@ -120,14 +174,13 @@ def current_plane(layer, point, axes: str) -> tuple[np.ndarray, str, dict]:
             index.append(slice(None))
         else:
             index.append(min(max(int(round(at[i])), 0), data.shape[i] - 1))
-    plane = np.asarray(data[tuple(index)])
     kept = "".join(a for a in axes if a in "CYX")
     dims = [i for i, a in enumerate(axes) if a in "YX" or (a == "C" and not meta["rgb"])]  # the layer's own dims
     scale = tuple(meta["scale"][i] for i in dims)
     translate = tuple(meta["translate"][i] + starts.get(axes[i], 0) * meta["scale"][i] for i in dims)
     preview = {**meta, "scale": scale, "translate": translate, "name": PREVIEW_LAYER}
     preview.update(axis_labels=None, units=None)
-    return plane, kept, preview
+    return tuple(index), kept, preview
 
 
 def restore_layer(layer, model=None, **options) -> tuple:
@@ -142,7 +195,8 @@ def restore_layer(layer, model=None, **options) -> tuple:
         As in :func:`napari_gama_ir.restore`; None picks the shipped default for the data.
     **options
         Any other keyword of :func:`napari_gama_ir.restore` (``axes`` defaults to the layer's).
-        Large or lazy layers are written to a zarr store on disk unless ``out`` is given.
+        Unless ``out`` is given, large or lazy layers are written to a zarr store in a new temporary
+        folder (its path is in the layer's metadata), never returned as a lazy array.
 
     Returns
     -------
@@ -158,16 +212,21 @@ def restore_layer(layer, model=None, **options) -> tuple:
     --------
     In napari's console:
 
+    >>> from napari.layers import Layer  # doctest: +SKIP
     >>> from napari_gama_ir import restore_layer  # doctest: +SKIP
-    >>> viewer._add_layer_from_data(*restore_layer(viewer.layers["noisy"]))  # doctest: +SKIP
+    >>> viewer.add_layer(Layer.create(*restore_layer(viewer.layers["noisy"])))  # doctest: +SKIP
     """
     data, axes, meta = layer_to_input(layer)
     options.setdefault("axes", axes)
-    options.setdefault("out", output_target(data, meta["name"], options.get("dtype")))
-    plan = plan_restore(data, model, **options)
-    steps = iter_restore(data, plan=plan)
+    store = None
+    if options.get("out") is None:
+        options.pop("out", None)
+        store = new_store(data, meta["name"], options.get("dtype"), options["axes"])
+    steps = iter_restore_into(data, store, model=model, **options)
+    plan = None
     while True:
         try:
-            next(steps)
+            step = next(steps)
         except StopIteration as stop:
-            return result_to_layer_tuple(stop.value, meta, plan.model_name)
+            return result_to_layer_tuple(stop.value, meta, plan.model_name, path=store.path if store else None)
+        plan = plan or step.plan

@@ -3,8 +3,9 @@
 A core generator yields ``Progress(done, total, message)`` and returns its result. Here it runs in a
 napari ``thread_worker``: ``yielded`` moves the caller's bar and napari's Activity dock, ``returned``
 hands the result to the caller, ``errored`` becomes a napari notification, and ``worker.quit()``
-stops at the next yield (between batches), after which the generator is closed so that core removes
-any partial output. No second thread, no queue.
+stops at the next yield (between batches), after which the worker closes the generator in its own
+thread, so that core removes any partial output there and not in the GUI thread. No second thread,
+no queue.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from napari.qt.threading import create_worker
+from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 
 from ..errors import GamaIRError
@@ -39,6 +40,20 @@ def report_error(exc: BaseException) -> None:
         show_error(f"{type(exc).__name__}: {exc}")
 
 
+class _ClosingWorker(GeneratorWorker):
+    """napari's generator worker, except that once ``quit()`` stopped it, it closes the generator itself.
+
+    superqt only stops resuming a quit generator; closing it later from a ``finished`` slot would run
+    core's cleanup (reader threads, ``TiffPlaneWriter.abort``, removing partial files) in the GUI thread.
+    """
+
+    def work(self):
+        result = super().work()
+        if self.abort_requested:
+            self._gen.close()  # still in the worker thread; GeneratorExit reaches core's generator
+        return result
+
+
 def _relay(gen):
     """The generator the worker runs: core's, unchanged (its return value becomes ``returned``)."""
     try:
@@ -48,14 +63,14 @@ def _relay(gen):
 
 
 def _on_yielded(worker, on_progress, step) -> None:
+    if on_progress is not None:  # first: napari's bar processes Qt events, so later steps could overtake this one
+        on_progress(step)
     pbar = getattr(worker, "pbar", None)
     if pbar is not None and step.total:
         if pbar.total != step.total:
             pbar.total = step.total  # known only once core has planned the job
         pbar.n = min(step.done, step.total)
         pbar.update(0)
-    if on_progress is not None:
-        on_progress(step)
 
 
 def start_worker(
@@ -90,15 +105,18 @@ def start_worker(
     Returns
     -------
     napari.qt.threading.GeneratorWorker
-        Call ``worker.quit()`` to cancel.
+        Call ``worker.quit()`` to cancel: the job stops at its next yield and the generator is closed in
+        the worker thread.
     """
     gen = gen_fn(**kwargs)
     # total 0 = indeterminate until the first Progress tells the total; the dict still makes the Activity bar
-    worker = create_worker(_relay, gen, _progress={"total": 0, "desc": desc}, _ignore_errors=True, _start_thread=False)
+    worker = create_worker(
+        _relay, gen, _progress={"total": 0, "desc": desc}, _worker_class=_ClosingWorker, _ignore_errors=True,
+        _start_thread=False,
+    )  # fmt: skip
     worker.yielded.connect(lambda step: _on_yielded(worker, on_progress, step))
     worker.returned.connect(on_done)
     worker.errored.connect(on_error)
-    worker.finished.connect(gen.close)  # after quit(): core aborts its sink and removes partial files
     if on_finished is not None:
         worker.finished.connect(on_finished)
     worker.start()

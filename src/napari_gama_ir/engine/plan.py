@@ -13,7 +13,7 @@ import torch
 
 from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
-from ..io.files import OpenedInput, open_input
+from ..io.files import OpenedInput, is_zarr_array, open_input
 from ..io.normalize import Normalizer
 from .runtime import free_gpu_bytes, pick_device, pick_precision
 
@@ -46,13 +46,14 @@ class RestorePlan:
     mean_mode: str
     local_size: int
     output: str  # "numpy", "dask", "tiff" or "zarr"
-    out_path: str | None
+    out_path: str | None  # the file or store to create; None for numpy, dask, or the caller's zarr array
     distributed: bool
     device_request: str  # what the caller asked for ("auto" lets each dask worker pick its own)
     normalizer: Normalizer = field(repr=False)
     layout: CanonicalLayout = field(repr=False)
     source: OpenedInput = field(repr=False)
     model: Any = field(repr=False)
+    out_array: Any = field(default=None, repr=False)  # the caller's zarr array (``out=``), written in place
 
     @property
     def samples_per_plane(self) -> int:
@@ -128,8 +129,13 @@ def plan_restore(
     dtype=None,
     out=None,
     mean_mode: str | None = None,
+    normalizer: Normalizer | None = None,
 ) -> RestorePlan:
-    """Validate the inputs of :func:`restore` and resolve every "auto" into a :class:`RestorePlan`."""
+    """Validate the inputs of :func:`restore` and resolve every "auto" into a :class:`RestorePlan`.
+
+    Takes the arguments of :func:`restore` (except ``progress`` and ``cancel``); with ``normalizer``
+    the data's intensities are not sampled.
+    """
     src = open_input(data)
     arr = src.array
     in_dtype = np.dtype(arr.dtype)
@@ -145,6 +151,8 @@ def plan_restore(
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
     output, out_path = _resolve_output(out, src.lazy)  # cheap checks before loading a model
+    if is_zarr_array(out) and tuple(out.shape) != shape:
+        raise InvalidInputError(f"out is a zarr array of shape {tuple(out.shape)}; it must have the data's {shape}")
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     net = _resolve_model(model, layout.channels, axes, dev)
@@ -164,6 +172,8 @@ def plan_restore(
     except TypeError:
         raise InvalidDtypeError(f"dtype {dtype!r} is not a numpy dtype; accepted: e.g. 'uint8', 'uint16', 'float32'") from None
     _check_dtype(out_dtype)
+    if is_zarr_array(out) and np.dtype(out.dtype) != out_dtype:
+        raise InvalidDtypeError(f"out is a zarr array of dtype {out.dtype}; it must have the output dtype {out_dtype}")
     levels = len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
     y, x = layout.yx
     ov = _positive_int_or_auto("overlap", overlap, "a non-negative int (pixels)")
@@ -199,9 +209,16 @@ def plan_restore(
     if mode not in ("global", "local"):
         raise InvalidInputError(f"mean_mode must be 'global' or 'local', got {mode!r}")
     local_size = int(card.inference.get("local_size", card.model_args.get("local_size", 192)))
-    canonical = layout.to_canonical(arr)
-    norm_cfg = card.normalization
-    normalizer = Normalizer.from_stack(canonical, norm_cfg.get("low", 0.5), norm_cfg.get("high", 99.9))
+    if normalizer is None:
+        norm_cfg = card.normalization
+        low, high = norm_cfg.get("low", 0.5), norm_cfg.get("high", 99.9)
+        normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high)
+    elif not isinstance(normalizer, Normalizer) or normalizer.low.shape != (layout.channels,):
+        what = f"{len(normalizer.low)} channels" if isinstance(normalizer, Normalizer) else type(normalizer).__name__
+        raise InvalidInputError(
+            f"normalizer must be a Normalizer for the data's {layout.channels} channel(s), got {what}; "
+            "take it from plan_restore(stack, ...).normalizer"
+        )
     if not (np.isfinite(normalizer.low).all() and np.isfinite(normalizer.high).all()):
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
     return RestorePlan(
@@ -209,15 +226,19 @@ def plan_restore(
         channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, align=2**levels, batch_size=b, device=str(dev),
         precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
         out_path=out_path, distributed=_active_client() is not None and output != "dask", device_request=str(device),
-        normalizer=normalizer, layout=layout, source=src, model=net,
+        normalizer=normalizer, layout=layout, source=src, model=net, out_array=out if is_zarr_array(out) else None,
     )  # fmt: skip
 
 
 def _resolve_output(out, lazy: bool) -> tuple[str, str | None]:
     if out is None:
         return ("dask" if lazy else "numpy"), None
+    if is_zarr_array(out):
+        return "zarr", None
     if not isinstance(out, (str, os.PathLike)):
-        raise InvalidInputError(f"out must be None or a path ending in .tif, .tiff or .zarr, got {type(out).__name__}")
+        raise InvalidInputError(
+            f"out must be None or a path (.tif, .tiff or .zarr) or a zarr array, got {type(out).__name__}"
+        )
     path = Path(out).expanduser()
     name = path.name.lower()
     if not name.endswith(OUTPUT_SUFFIXES):

@@ -28,11 +28,16 @@ from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a running job: ``done`` of ``total`` units (tiles), and what is happening."""
+    """One step of a running job: ``done`` of ``total`` units (tiles), and what is happening.
+
+    The first step of :func:`iter_restore` carries the plan it runs (``plan``; its ``describe()`` is the
+    message), so a caller that let it plan sees what "auto" chose; later steps carry None.
+    """
 
     done: int
     total: int
     message: str = ""
+    plan: RestorePlan | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,8 @@ def _lazy_result(plan: RestorePlan):
 
 
 def _open_sink(plan: RestorePlan):
+    if plan.out_array is not None:
+        return ArraySink(plan.layout, plan.out_dtype, into=plan.out_array)
     if plan.output == "zarr":
         return ZarrSink(plan.layout, plan.out_dtype, plan.out_path)
     if plan.output == "tiff":
@@ -267,16 +274,16 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
 def iter_restore(data, model=None, **options) -> Generator[Progress, None, object]:
     """Restore ``data`` step by step: yields :class:`Progress` after each batch, returns the result.
 
-    Takes the arguments of :func:`restore` except ``progress`` and ``cancel``. Closing the generator
-    (``gen.close()``, as napari's ``worker.quit()`` does) stops between batches and removes any partial
-    output file.
+    Takes the arguments of :func:`restore` except ``progress`` and ``cancel`` (or ``plan=`` a
+    :class:`RestorePlan`). The first step carries the plan (``Progress.plan``). Closing the generator
+    (``gen.close()``) stops between batches and removes any partial output file.
     """
     plan = options.pop("plan", None) or plan_restore(data, model, **options)
     if plan.output == "dask":
         return _lazy_result(plan)
     per_image = plan.tiles_per_image
     total = plan.layout.planes * plan.samples_per_plane * per_image  # tiles; iter_tiles yields tiles per batch
-    yield Progress(0, total, plan.describe())
+    yield Progress(0, total, plan.describe(), plan)
     sink = _open_sink(plan)
     blocks = _distributed_blocks(plan, total) if plan.distributed else _local_blocks(plan, total)
     try:
@@ -308,6 +315,7 @@ def restore(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     mean_mode: str | None = None,
+    normalizer: Normalizer | None = None,
 ):
     """Restore (denoise) every 2-D plane of an image or stack with a GAMA-IR model.
 
@@ -333,21 +341,28 @@ def restore(
         "auto": bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
     dtype : numpy dtype, optional
         Output dtype; default the input's (integers are rounded and clipped to their range).
-    out : str or PathLike, optional
+    out : str, PathLike or zarr.Array, optional
         Stream the result to a ``.tif``/``.tiff`` or ``.zarr`` (written to a temporary name, renamed at
-        the end) and return the path.
+        the end) and return the path. Or write it plane by plane straight into a zarr array you created
+        with the data's shape and the output dtype (one chunk per plane is fastest), which others may
+        read while it fills, and return that array; it stays yours, so after a failure or cancel the
+        planes written so far remain in it.
     progress : callable(done, total), optional
         Called after each batch with the tiles done so far and the total number of tiles.
     cancel : threading.Event, optional
         Checked between batches; when set, stops with :class:`RestoreCancelled` and leaves no output.
     mean_mode : {"global", "local"}, optional
         GAMA mean mode at inference; default the model card's choice.
+    normalizer : Normalizer, optional
+        Intensity normalisation to use instead of percentiles sampled from ``data``: e.g.
+        ``plan_restore(stack, model).normalizer`` restores one plane of ``stack`` exactly as the whole
+        stack would be (napari's Preview).
 
     Returns
     -------
     numpy.ndarray, dask.array.Array or str
         numpy in, numpy out (same shape and axes); lazy in with ``out=None``, a lazy dask array;
-        with ``out``, the output path.
+        with ``out`` a path, the output path; with ``out`` a zarr array, that array.
 
     Raises
     ------
@@ -366,7 +381,7 @@ def restore(
     """
     gen = iter_restore(
         data, model, axes=axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-        precision=precision, dtype=dtype, out=out, mean_mode=mean_mode,
+        precision=precision, dtype=dtype, out=out, mean_mode=mean_mode, normalizer=normalizer,
     )  # fmt: skip
     try:
         while True:

@@ -52,7 +52,7 @@ def open_input(data) -> OpenedInput:
         return OpenedInput(data, None, lazy=True)
     if isinstance(data, np.ndarray):
         return OpenedInput(data, None, lazy=False)
-    if _is_zarr_array(data):
+    if is_zarr_array(data):
         return OpenedInput(da.from_zarr(data), _zarr_axes(data), lazy=True)
     if hasattr(data, "__array__") and hasattr(data, "shape"):
         return OpenedInput(np.asarray(data), None, lazy=False)
@@ -62,7 +62,7 @@ def open_input(data) -> OpenedInput:
     )
 
 
-def _is_zarr_array(obj) -> bool:
+def is_zarr_array(obj) -> bool:
     return type(obj).__module__.startswith("zarr") and hasattr(obj, "shape") and hasattr(obj, "dtype")
 
 

@@ -2,7 +2,8 @@
 
 Planes arrive in the canonical order of :class:`~napari_gama_ir.io.axes.CanonicalLayout` as
 (k, C, Y, X) blocks. File sinks write under a temporary name and rename in ``finish()``; ``abort()``
-removes what was written.
+removes what was written. An array the caller passed in (``restore(..., out=zarr_array)``) is the
+caller's: it is written in place, and what was written stays there.
 """
 
 from __future__ import annotations
@@ -35,11 +36,22 @@ class _PlaneIndexer:
         return arr.transpose(self.rest_order)
 
 
-class ArraySink:
-    """Collect planes into a numpy array of the input's shape and axes."""
+def create_zarr_array(path, layout: CanonicalLayout, dtype):
+    """A new zarr array at ``path`` of the layout's shape, one chunk per plane, its axes in ``_ARRAY_DIMENSIONS``."""
+    import zarr
 
-    def __init__(self, layout: CanonicalLayout, dtype) -> None:
-        self.array = np.empty(layout.shape, dtype=dtype)
+    chunks = tuple(1 if a in layout.stack_axes else s for a, s in zip(layout.axes, layout.shape))
+    array = zarr.open_array(str(path), mode="w", shape=layout.shape, chunks=chunks, dtype=dtype)
+    array.attrs["_ARRAY_DIMENSIONS"] = list(layout.axes)
+    return array
+
+
+class ArraySink:
+    """Collect planes into an array of the input's shape and axes: a new numpy array, or the caller's ``into``
+    (e.g. a zarr array), which is written plane by plane in place and left as it is on ``abort()``."""
+
+    def __init__(self, layout: CanonicalLayout, dtype, into=None) -> None:
+        self.array = np.empty(layout.shape, dtype=dtype) if into is None else into
         self._indexer = _PlaneIndexer(layout)
 
     def write(self, first_plane: int, block: np.ndarray) -> None:
@@ -57,13 +69,9 @@ class ZarrSink(ArraySink):
     """Write planes into a zarr array (input shape and axes, one chunk per plane) on disk."""
 
     def __init__(self, layout: CanonicalLayout, dtype, path: str) -> None:
-        import zarr
-
         self.target = Path(path)
         self.tmp = temporary_sibling(self.target)
-        chunks = tuple(1 if a in layout.stack_axes else s for a, s in zip(layout.axes, layout.shape))
-        self.array = zarr.open_array(str(self.tmp), mode="w", shape=layout.shape, chunks=chunks, dtype=dtype)
-        self.array.attrs["_ARRAY_DIMENSIONS"] = list(layout.axes)
+        self.array = create_zarr_array(self.tmp, layout, dtype)
         self._indexer = _PlaneIndexer(layout)
 
     def finish(self) -> str:
