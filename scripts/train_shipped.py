@@ -25,6 +25,15 @@ RECIPES = {
         description="Grayscale photos and fluorescence; blind Gaussian (sigma 0-55/255) and Poisson-Gaussian noise",
         domain="general", rgb=False, with_nuclei=True, noise=NoiseModel("mixed", 0, 55, 2, 200, clip_probability=0.25),
     ),
+    # The models of the shipped-models issue; same engine, same split (scripts/datasets.py).
+    "photo-gray": dict(
+        description="Grayscale photographs; blind Gaussian noise, sigma 0-55 of 255",
+        domain="photo", rgb=False, with_nuclei=False, noise=NoiseModel("gaussian", 0, 55),
+    ),
+    "photo-rgb": dict(
+        description="RGB photographs; blind Gaussian noise, sigma 0-55 of 255",
+        domain="photo", rgb=True, with_nuclei=False, noise=NoiseModel("gaussian", 0, 55),
+    ),
 }
 
 
