@@ -334,7 +334,7 @@ def restore(
         GPU), else equal tiles that just cover the plane, 32 px overlap. Tiles and overlaps are rounded
         up to the network's grid (``2 ** levels`` px, 16 for "S") so every tile starts on it.
     batch_size : int or "auto"
-        Tiles per forward pass; "auto" sizes it from free GPU memory, or to ~1 MP on the CPU.
+        Tiles per forward pass; "auto" sizes it from free GPU memory, or to ~0.25 MP on the CPU.
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
         "auto" picks CUDA, then MPS, then the CPU.
     precision : {"auto", "fp32", "fp16", "bf16"}
