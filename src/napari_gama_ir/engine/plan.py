@@ -21,7 +21,7 @@ CPU_MAX_TILE = 1024
 GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
-CHUNK_BYTES = 256 << 20  # float32 bytes of input planes per dask chunk
+CHUNK_BYTES = 64 << 20  # float32 bytes of input planes per chunk (a 1 GB uint16 run peaked at 2.2 GB RSS with 256 MiB)
 GPU_BYTES_PER_PIXEL_PER_WIDTH = 48  # estimated peak activation bytes per pixel per unit of width (fp16), with margin; not yet measured on a GPU
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 
