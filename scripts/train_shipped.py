@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import datasets  # noqa: E402
 
 from napari_gama_ir import save_model  # noqa: E402
-from napari_gama_ir.training import FinetuneOptions, NoiseModel, iter_finetune  # noqa: E402
+from napari_gama_ir.training import FinetuneOptions, NoiseModel, iter_finetune, run_finetune  # noqa: E402
 
 RECIPES = {
     "general-gray": dict(
@@ -68,15 +68,13 @@ def main(argv=None) -> None:
         data_note=f"train: {sorted(train)}; val: {sorted(val)}; held out for evaluation: {datasets.EVAL_PHOTOS} and nuclei rows 384-512 (scripts/datasets.py)",
     )  # fmt: skip
     t0 = time.time()
-    gen = iter_finetune(opts)
-    try:
-        while True:
-            prog = next(gen)
-            if prog.val_psnr is not None:
-                print(f"step {prog.step:6d}  loss {prog.loss:8.3f}  lr {prog.lr:.2e}  val PSNR {prog.val_psnr:6.2f}  "
-                      f"SSIM {prog.val_ssim:.4f}  {prog.elapsed / 60:5.1f} min", flush=True)  # fmt: skip
-    except StopIteration as stop:
-        net = stop.value
+
+    def log(prog) -> None:
+        if prog.val_psnr is not None:
+            print(f"step {prog.step:6d}  loss {prog.loss:8.3f}  lr {prog.lr:.2e}  val PSNR {prog.val_psnr:6.2f}  "
+                  f"SSIM {prog.val_ssim:.4f}  {prog.elapsed / 60:5.1f} min", flush=True)  # fmt: skip
+
+    net = run_finetune(iter_finetune(opts), log)
     command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     training = {**net.card.training, "command": command, "torch": torch.__version__}
     if args.base:  # a continued run: keep the earlier phase(s) in the card
