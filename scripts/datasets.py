@@ -1,6 +1,10 @@
 """Clean images available offline for training and benchmarks, with a fixed split.
 
 Photographs: scikit-image's bundled data (public domain / CC0 / their own licences, see skimage/data).
+More photographs, from other PyPI wheels (fetched once with ``pip download --no-deps`` into the cache):
+scikit-learn's china and flower, matplotlib's grace_hopper, PyWavelets' aero and ascent, and scipy 1.9's
+raccoon face (scipy.misc.face, removed from later scipy wheels). pywt's "camera" is scikit-image's camera
+(an evaluation image) and is not used.
 Fluorescence: the real 2-D nuclei image bundled in the ``stardist`` wheel (Kaggle DSB 2018, BSD-3),
 fetched once with ``pip download --no-deps stardist`` into a cache folder (a dev-time step, never at run time).
 
@@ -27,17 +31,55 @@ import numpy as np
 TRAIN_PHOTOS = [
     "brick", "cell", "coffee", "grass", "gravel", "hubble_deep_field", "immunohistochemistry",
     "microaneurysms", "moon", "motorcycle_left", "page", "retina", "rocket", "text",
+    "china", "flower", "grace_hopper", "aero", "ascent", "face",
 ]  # fmt: skip
+# name -> (wheel requirement, file inside the wheel)
+WHEEL_PHOTOS = {
+    "china": ("scikit-learn==1.9.1", "sklearn/datasets/images/china.jpg"),
+    "flower": ("scikit-learn==1.9.1", "sklearn/datasets/images/flower.jpg"),
+    "grace_hopper": ("matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg"),
+    "aero": ("PyWavelets==1.9.0", "pywt/data/aero.npz"),
+    "ascent": ("PyWavelets==1.9.0", "pywt/data/ascent.npz"),
+    "face": ("scipy==1.9.3", "scipy/misc/face.dat"),
+}
 VAL_PHOTOS = ["chelsea"]
 EVAL_PHOTOS = ["camera", "coins", "astronaut"]
 NUCLEI_ROWS = {"train": (0, 320), "val": (320, 384), "eval": (384, 512)}
 CACHE = Path(os.environ.get("GAMA_IR_DATA_CACHE", Path.home() / ".cache" / "napari-gama-ir-dev"))
 
 
+def _wheel_file(requirement: str, member: str) -> Path:
+    """A file from a PyPI wheel, downloaded once into the cache (a dev-time step, never at run time)."""
+    path = CACHE / "wheels" / Path(member).name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, requirement], check=True)
+            with zipfile.ZipFile(glob.glob(os.path.join(tmp, "*.whl"))[0]) as z:
+                path.write_bytes(z.read(member))
+    return path
+
+
+def _wheel_photo(name: str) -> np.ndarray:
+    path = _wheel_file(*WHEEL_PHOTOS[name])
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return z["data"]
+    if path.suffix == ".dat":  # scipy.misc.face: bz2-compressed raw 768 x 1024 x 3 uint8
+        import bz2
+
+        return np.frombuffer(bz2.decompress(path.read_bytes()), np.uint8).reshape(768, 1024, 3)
+    import imageio.v3 as iio
+
+    return iio.imread(path)
+
+
 def _photo(name: str) -> np.ndarray:
     from skimage import data
 
-    if name == "motorcycle_left":
+    if name in WHEEL_PHOTOS:
+        img = _wheel_photo(name)
+    elif name == "motorcycle_left":
         img = data.stereo_motorcycle()[0]
     else:
         img = getattr(data, name)()
@@ -109,4 +151,17 @@ def bbbc007() -> dict[str, np.ndarray]:
         if img.ndim == 3:
             img = img[..., :3].mean(-1) if img.shape[-1] in (3, 4) else img[0]
         out[path.stem] = img / np.percentile(img, 99.9)
+    return out
+
+
+# BBBC007 by index (sorted file names): images 5-8 are the test set of benchmarks/finetune_gain.py and of
+# the fluorescence benchmark, so they are never trained on.
+BBBC007_SPLIT = {"train": [0, 1, 2, 3, 4, 9, 10, 11, 12], "val": [13], "eval": [5, 6, 7, 8]}
+
+
+def fluorescence_split(which: str) -> dict[str, np.ndarray]:
+    """Real fluorescence images for a split: the stardist nuclei rows and BBBC007 images (see above)."""
+    images = list(bbbc007().items())
+    out = {f"nuclei-{which}": nuclei(which)}
+    out.update({f"bbbc007-{name}": img for i, (name, img) in enumerate(images) if i in BBBC007_SPLIT[which]})
     return out

@@ -34,7 +34,41 @@ RECIPES = {
         description="RGB photographs; blind Gaussian noise, sigma 0-55 of 255",
         domain="photo", rgb=True, with_nuclei=False, noise=NoiseModel("gaussian", 0, 55),
     ),
+    "fluorescence": dict(
+        description="Fluorescence microscopy (2-D planes, also of 3-D stacks); blind Poisson-Gaussian noise, 1-300 photons at the 99.9th percentile",
+        domain="fluorescence", rgb=False, fluorescence=True, noise=NoiseModel("poisson-gaussian", 0, 40, 1, 300),
+    ),
 }
+
+
+def recipe_data(recipe: dict, which: str) -> dict:
+    if recipe.get("fluorescence"):
+        return datasets.fluorescence_split(which)
+    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"])
+
+
+def data_note(recipe: dict, train: dict, val: dict) -> str:
+    held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
+                else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
+    return f"train: {sorted(train)}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
+
+
+def inflate_to_rgb(net):
+    """A 3-channel copy of a 1-channel model: the first conv reads luma (ITU-R 601 weights), the last
+    writes its residual to all three channels. A starting point that already denoises brightness."""
+    from napari_gama_ir import build_model
+
+    card = net.card
+    rgb = build_model(card.preset, in_channels=3, out_channels=3, **{k: v for k, v in card.model_args.items()
+                      if k not in ("in_channels", "out_channels")})  # fmt: skip
+    state = net.state_dict()
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1, 1)
+    state["intro.weight"] = (state["intro.weight"].unsqueeze(1) * luma).flatten(1, 2)
+    state["ending.weight"] = state["ending.weight"].repeat(3, 1, 1, 1)
+    state["ending.bias"] = state["ending.bias"].repeat(3)
+    rgb.load_state_dict(state)
+    rgb.card = rgb.card.replace(name=card.name, training=card.training, metrics=card.metrics)
+    return rgb
 
 
 def main(argv=None) -> None:
@@ -44,7 +78,7 @@ def main(argv=None) -> None:
     p.add_argument("--base", default=None, help="continue from this model (e.g. weights/general-gray) instead of a fresh preset")
     p.add_argument("--minutes", type=float, default=40)
     p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--patch", type=int, default=96)
+    p.add_argument("--patch", type=int, nargs="+", default=[96], help="patch side, or smallest and largest side")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -57,15 +91,22 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = RECIPES[args.name]
-    train = datasets.split("train", recipe["rgb"], recipe["with_nuclei"])
-    val = datasets.split("val", recipe["rgb"], recipe["with_nuclei"])
+    train, val = recipe_data(recipe, "train"), recipe_data(recipe, "val")
+    base = args.base or f"scratch:{args.preset}"
+    if args.base and recipe["rgb"]:
+        from napari_gama_ir import load_model
+
+        base = load_model(args.base)
+        if base.card.in_channels == 1:
+            base = inflate_to_rgb(base)
+    patch = args.patch[0] if len(args.patch) == 1 else tuple(args.patch)
     opts = FinetuneOptions(
-        clean=list(train.values()), base=args.base or f"scratch:{args.preset}", mode="synthetic", steps=args.steps,
-        max_minutes=args.minutes, patch_size=args.patch, batch_size=args.batch, lr=args.lr, loss="psnr",
+        clean=list(train.values()), base=base, mode="synthetic", steps=args.steps,
+        max_minutes=args.minutes, patch_size=patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256,
-        data_note=f"train: {sorted(train)}; val: {sorted(val)}; held out for evaluation: {datasets.EVAL_PHOTOS} and nuclei rows 384-512 (scripts/datasets.py)",
+        data_note=data_note(recipe, train, val),
     )  # fmt: skip
     t0 = time.time()
 

@@ -107,3 +107,36 @@ def test_stop_event_in_options_ends_the_generator_with_the_best_model(pairs):
     net = done.value.value
     assert steps[-1] == 12 and net.card.training["steps"] == 12
     assert "psnr_after" in net.card.metrics["validation"]
+
+
+def test_a_patch_range_trains_on_sides_within_it_and_keeps_pixels_per_step(pairs):
+    noisy, clean = pairs
+    shapes = []
+    opts = FinetuneOptions(noisy=noisy, clean=clean, steps=12, **{**small(), "patch_size": (32, 64)})
+    gen = iter_finetune(opts)
+    import napari_gama_ir.training.data as data
+
+    original = data.PatchSampler.batch
+
+    def spy(self, size, patch_size=None):
+        out = original(self, size, patch_size)
+        shapes.append(out[0].shape)
+        return out
+
+    data.PatchSampler.batch = spy
+    try:
+        net = run_finetune(gen)
+    finally:
+        data.PatchSampler.batch = original
+    sides = {s[-1] for s in shapes}
+    assert sides <= {32, 48, 64} and len(sides) > 1, sides
+    for b, _, h, w in shapes:
+        assert h == w and b == max(1, round(4 * (32 / h) ** 2))
+    assert net.card.training["patch_size"] == [32, 64]
+
+
+@pytest.mark.parametrize("bad", [(64, 32), (4, 32), (32,), "big", 12.5])
+def test_bad_patch_sizes_are_refused_with_the_value(pairs, bad):
+    noisy, clean = pairs
+    with pytest.raises(InvalidInputError, match="patch_size"):
+        finetune(noisy, clean, steps=2, **{**small(), "patch_size": bad})

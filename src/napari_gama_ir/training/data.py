@@ -73,20 +73,29 @@ class PatchSampler:
         self.images, self.mode, self.rng = images, mode, rng
         self.noise_model, self.augment = noise_model, augment_patches
         self.norm_percentiles = norm_percentiles
-        self.patch_size = min([patch_size] + [min(im.shape[2:]) for im in images])
-        areas = np.array([im.shape[0] * im.shape[2] * im.shape[3] for im in images], dtype=np.float64)
-        self.weights = areas / areas.sum()
+        self.largest = max(min(im.shape[2:]) for im in images)
+        self.patch_size = min(patch_size, self.largest)
+        self.areas = np.array([im.shape[0] * im.shape[2] * im.shape[3] for im in images], dtype=np.float64)
 
-    def _position(self, im: TrainImage) -> tuple[int, int, int]:
+    def _position(self, im: TrainImage, p: int) -> tuple[int, int, int]:
         n, _, h, w = im.shape
-        p = self.patch_size
         return int(self.rng.integers(n)), int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One (input, target) pair of C x P x P float32 patches in the normalised range."""
-        im = self.images[int(self.rng.choice(len(self.images), p=self.weights))]
-        plane, y, x = self._position(im)
-        p = self.patch_size
+    def _pick_image(self, p: int) -> TrainImage:
+        """An image at least ``p`` pixels on each side, drawn with probability proportional to its area."""
+        fits = np.array([min(im.shape[2:]) >= p for im in self.images])
+        weights = self.areas * fits
+        return self.images[int(self.rng.choice(len(self.images), p=weights / weights.sum()))]
+
+    def sample(self, patch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One (input, target) pair of C x P x P float32 patches in the normalised range.
+
+        ``patch_size`` (default: the sampler's) is clipped to the largest side the images allow; a patch
+        is drawn only from images it fits in.
+        """
+        p = min(patch_size or self.patch_size, self.largest)
+        im = self._pick_image(p)
+        plane, y, x = self._position(im, p)
         if self.mode == "synthetic":
             clean = im.read("clean", plane, y, x, p)
             params = self.noise_model.sample_params(self.rng)
@@ -110,8 +119,9 @@ class PatchSampler:
         low, high = np.percentile(noisy, self.norm_percentiles, axis=1)
         return Normalizer.from_bounds(low, high)
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.sample() for _ in range(size)]
+    def batch(self, size: int, patch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` pairs stacked: two float32 arrays of B x C x P x P."""
+        pairs = [self.sample(patch_size) for _ in range(size)]
         return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 

@@ -51,8 +51,10 @@ class FinetuneOptions:
     "Optimiser steps; None: from the data size (``max_minutes`` may stop earlier)."
     max_minutes: float | None = None
     "Wall-time bound; the learning-rate schedule follows whichever of steps/time runs out first."
-    patch_size: int = 64
+    patch_size: int | tuple[int, int] = 64
+    "Square patch side; a (smallest, largest) pair draws a side per step, in steps of 16 pixels."
     batch_size: int = 8
+    "Patches per step (at the smallest side; larger sides get proportionally fewer, at least 1)."
     lr: float | None = None
     "Peak learning rate; None: 1e-3 from scratch, 2e-4 when fine-tuning a trained model."
     min_lr: float = 1e-7
@@ -200,7 +202,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         train, val = images, as_train_images(val_noisy, val_clean, "supervised" if pairs else "synthetic", opts.axes)
     else:
         train, val = split_validation(images, opts.val_fraction)
-    sampler = PatchSampler(train, opts.patch_size, opts.mode, rng, opts.noise_model)
+    smallest, largest = _patch_range(opts.patch_size)
+    sampler = PatchSampler(train, smallest, opts.mode, rng, opts.noise_model)
     val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
@@ -248,7 +251,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inp, target = (torch.from_numpy(a) for a in sampler.batch(opts.batch_size))
+        side, batch = _step_patches(smallest, largest, opts.batch_size, rng)
+        inp, target = (torch.from_numpy(a) for a in sampler.batch(batch, side))
         mask = None
         if opts.mode == "self-supervised":
             inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
@@ -301,7 +305,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             "data": opts.data_note or _data_summary(images),
             "noise": opts.noise_model.to_dict() if opts.noise_model else "real (as given)",
             "steps": step,
-            "patch_size": sampler.patch_size,
+            "patch_size": sampler.patch_size if smallest == largest else [smallest, min(largest, sampler.largest)],
             "batch_size": opts.batch_size,
             "lr": peak_lr,
             "loss": opts.loss if opts.mode != "self-supervised" else "mse (masked)",
@@ -319,6 +323,26 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     return net
 
 
+PATCH_STEP = 16
+
+
+def _patch_range(patch_size) -> tuple[int, int]:
+    """``patch_size`` as (smallest, largest) sides; one int means a fixed side."""
+    sides = (patch_size, patch_size) if isinstance(patch_size, (int, np.integer)) else patch_size
+    if (not isinstance(sides, (tuple, list)) or len(sides) != 2
+            or not all(isinstance(s, (int, np.integer)) and s >= 8 for s in sides) or sides[0] > sides[1]):  # fmt: skip
+        raise InvalidInputError(f"patch_size must be an int >= 8 or a (smallest, largest) pair of them, got {patch_size!r}")
+    return int(sides[0]), int(sides[1])
+
+
+def _step_patches(smallest: int, largest: int, batch_size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(side, batch) for one step: a side drawn in steps of 16 px, the batch scaled to keep its pixel count."""
+    if smallest == largest:
+        return smallest, batch_size
+    side = smallest + PATCH_STEP * int(rng.integers((largest - smallest) // PATCH_STEP + 1))
+    return side, max(1, round(batch_size * (smallest / side) ** 2))
+
+
 def _shown_total(step: int, total: int, elapsed: float, max_minutes: float | None) -> int:
     """Steps expected in all: ``total``, or for a time-bound run an estimate from the pace so far."""
     if max_minutes is None or step == 0:
@@ -329,7 +353,7 @@ def _shown_total(step: int, total: int, elapsed: float, max_minutes: float | Non
 def _default_steps(images: list[TrainImage], opts: FinetuneOptions) -> int:
     """About 20 passes over the data's pixels, between 200 and 2000 steps."""
     pixels = sum(np.prod(im.shape) for im in images)
-    per_step = opts.patch_size**2 * opts.batch_size
+    per_step = _patch_range(opts.patch_size)[0] ** 2 * opts.batch_size
     return int(np.clip(20 * pixels / per_step, 200, 2000))
 
 
