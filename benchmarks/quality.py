@@ -8,6 +8,11 @@ the clean image with data range 1. NLM (fast mode, 7x7 patches, 11x11 search, h 
 this machine's CPU (torch and BM3D using its cores).
 
     python benchmarks/quality.py --model general-gray [--sigmas 15 25 50] [--no-bm3d]
+    python benchmarks/quality.py --model photo-rgb --rgb     # RGB: astronaut (held out) and chelsea
+
+RGB: astronaut is the only held-out colour photograph; chelsea (the validation image: used to pick the
+best checkpoint, never trained on) is scored beside it and marked as such. NLM and BM3D run their colour
+versions (``channel_axis=-1``; ``bm3d.bm3d_rgb``, which denoises in a luminance-chrominance space).
 """
 
 from __future__ import annotations
@@ -29,13 +34,23 @@ from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
 def nlm(noisy, sigma):
     from skimage.restoration import denoise_nl_means
 
-    return denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5)
+    channel_axis = -1 if noisy.ndim == 3 else None
+    return denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5,
+                            channel_axis=channel_axis)  # fmt: skip
 
 
 def bm3d_denoise(noisy, sigma):
     import bm3d
 
+    if noisy.ndim == 3:
+        return bm3d.bm3d_rgb(noisy, sigma_psd=sigma)
     return bm3d.bm3d(noisy, sigma_psd=sigma)
+
+
+def eval_images(rgb: bool) -> dict:
+    if rgb:
+        return {"astronaut": datasets.photo("astronaut", rgb=True), "chelsea (val)": datasets.photo("chelsea", rgb=True)}
+    return datasets.split("eval")
 
 
 def write_card(net, rows, method, names, args):
@@ -68,10 +83,11 @@ def main(argv=None):
     p.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--mean-mode", default=None)
+    p.add_argument("--rgb", action="store_true", help="colour photographs (astronaut, chelsea) instead of grayscale")
     p.add_argument("--write-card", action="store_true", help="store the model's held-out results in its card")
     args = p.parse_args(argv)
     net = load_model(args.model)
-    images = datasets.split("eval")
+    images = eval_images(args.rgb)
     methods = {"noisy": lambda x, s: x, "NLM": nlm, f"GAMA-IR {args.model}": None}
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_denoise
@@ -83,11 +99,11 @@ def main(argv=None):
             for method, fn in methods.items():
                 t = time.perf_counter()
                 if fn is None:
-                    out = restore(noisy, net, axes="YX", device="cpu", mean_mode=args.mean_mode)
+                    out = restore(noisy, net, axes="YXC" if args.rgb else "YX", device="cpu", mean_mode=args.mean_mode)
                 else:
                     out = fn(noisy, sigma / 255)
                 dt = time.perf_counter() - t
-                rows.append((sigma, name, method, psnr(out, clean), ssim(np.clip(out, 0, 1), clean), dt))
+                rows.append((sigma, name, method, psnr(out, clean), ssim(*(np.moveaxis(a, -1, 0) if args.rgb else a for a in (np.clip(out, 0, 1), clean))), dt))
                 print(f"{sigma:5.0f} {name:12s} {method:24s} {rows[-1][3]:6.2f} dB  SSIM {rows[-1][4]:.4f}  {dt:6.2f} s", file=sys.stderr)
     print(f"\n| sigma | method | PSNR (dB) | SSIM | s / image |\n|---|---|---|---|---|")
     for sigma in args.sigmas:

@@ -5,6 +5,10 @@ included) on a stack of held-out photographs, against scikit-image's non-local m
 BM3D on one image, plus a torch profile of the network's forward pass (top operators by self time).
 
     python benchmarks/throughput.py --model general-gray [--planes 8] [--threads 2] [--profile]
+    python benchmarks/throughput.py --model photo-gray photo-rgb fluorescence general-gray --no-bm3d
+
+Several models: one row pair each (an RGB model restores the colour astronaut; a megapixel is a million
+pixel positions, whatever the channels).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def timed(fn, repeat=3):
 
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="general-gray")
+    p.add_argument("--model", nargs="+", default=["general-gray"])
     p.add_argument("--planes", type=int, default=8)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--profile", action="store_true")
@@ -42,15 +46,23 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    net = load_model(args.model)
     cam = datasets.photo("camera")
     sigma = 25 / 255
     noisy = (cam + np.random.default_rng(0).normal(0, sigma, cam.shape)).astype(np.float32)
-    stack = np.stack([noisy] * args.planes)
-    mp_stack, mp_one = stack.size / 1e6, noisy.size / 1e6
-    restore(noisy, net, device="cpu")  # warm-up
-    rows = [("GAMA-IR " + args.model + " (restore, stack)", mp_stack / timed(lambda: restore(stack, net, axes="ZYX", device="cpu"), 2))]
-    rows.append(("GAMA-IR " + args.model + " (restore, one 512x512)", mp_one / timed(lambda: restore(noisy, net, device="cpu"))))
+    astronaut = datasets.photo("astronaut", rgb=True)
+    noisy_rgb = (astronaut + np.random.default_rng(0).normal(0, sigma, astronaut.shape)).astype(np.float32)
+    rows = []
+    for name in args.model:
+        net = load_model(name)
+        rgb = net.card.in_channels == 3
+        one, axes = (noisy_rgb, "YXC") if rgb else (noisy, "YX")
+        stack = np.stack([one] * args.planes)
+        mp_stack, mp_one = args.planes * 512 * 512 / 1e6, 512 * 512 / 1e6
+        restore(one, net, axes=axes, device="cpu")  # warm-up
+        rows.append((f"GAMA-IR {name} (restore, stack of {args.planes})",
+                     mp_stack / timed(lambda: restore(stack, net, axes="Z" + axes, device="cpu"), 2)))  # fmt: skip
+        rows.append((f"GAMA-IR {name} (restore, one 512x512{'x3' if rgb else ''})",
+                     mp_one / timed(lambda: restore(one, net, axes=axes, device="cpu"))))  # fmt: skip
     from skimage.restoration import denoise_nl_means
 
     rows.append(("NLM fast (skimage)", mp_one / timed(lambda: denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5))))
@@ -65,7 +77,8 @@ def main(argv=None):
     if args.profile:
         from torch.profiler import profile
 
-        x = torch.from_numpy(noisy)[None, None]
+        net = load_model(args.model[0])
+        x = torch.from_numpy(noisy_rgb).permute(2, 0, 1)[None] if net.card.in_channels == 3 else torch.from_numpy(noisy)[None, None]
         with torch.inference_mode(), profile() as prof:
             net(x)
         print("\n```\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10) + "\n```")

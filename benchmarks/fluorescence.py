@@ -1,0 +1,113 @@
+"""Fluorescence denoising at three photon levels: shipped GAMA-IR models against BM3D on the
+Anscombe-transformed image and against a Noise2Void model trained on the same noisy image.
+
+Held-out images (never in any training or validation set, see scripts/datasets.py): the stardist nuclei
+rows 384-512 and BBBC007 images 5-8. Each clean image is scaled so its 99.9th percentile is 1; noise is
+Poisson with ``peak`` photons at that level plus Gaussian read noise (sigma 0.01 of the range):
+``noisy = Poisson(peak * clean) / peak + N(0, 0.01)``. PSNR/SSIM against the clean image, data range 1.
+
+- BM3D + GAT: the generalised Anscombe transform of the photon counts (variance 1), BM3D with sigma 1,
+  and the closed-form unbiased inverse (Makitalo & Foi 2013). Given the true peak and read noise.
+- N2V: the fine-tuning engine's self-supervised mode on the one noisy image, from an untrained ``w16``
+  network, for a fixed wall time per image (``--n2v-seconds``).
+- GAMA-IR models: ``restore()`` with every option on "auto"; blind to the noise level.
+
+    python benchmarks/fluorescence.py --models fluorescence general-gray [--peaks 5 20 100] [--n2v-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import datasets  # noqa: E402
+
+from napari_gama_ir import finetune, load_model, restore  # noqa: E402
+from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
+
+READ_NOISE = 0.01
+
+
+def eval_images() -> dict[str, np.ndarray]:
+    images = {"nuclei-eval": datasets.nuclei("eval")}
+    bbbc = list(datasets.bbbc007().items())
+    images.update({f"bbbc007-{i}": bbbc[i][1] for i in datasets.BBBC007_SPLIT["eval"]})
+    return images
+
+
+def add_noise(clean: np.ndarray, peak: float, rng: np.random.Generator) -> np.ndarray:
+    counts = rng.poisson(np.clip(clean, 0, None) * peak)
+    return (counts / peak + rng.normal(0, READ_NOISE, clean.shape)).astype(np.float32)
+
+
+def bm3d_gat(noisy: np.ndarray, peak: float) -> np.ndarray:
+    """BM3D between the generalised Anscombe transform and its closed-form unbiased inverse."""
+    import bm3d
+
+    s = READ_NOISE * peak  # read noise in photon units
+    z = noisy * peak
+    d = 2 * np.sqrt(np.maximum(z + 3 / 8 + s**2, 0))
+    d = bm3d.bm3d(d, sigma_psd=1.0)
+    d = np.maximum(d, 0.8)  # the inverse's series is for D away from 0
+    inv = 0.25 * d**2 + 0.25 * np.sqrt(1.5) / d - 11 / 8 / d**2 + 5 / 8 * np.sqrt(1.5) / d**3 - 1 / 8 - s**2
+    return (inv / peak).astype(np.float32)
+
+
+def n2v(noisy: np.ndarray, seconds: float) -> np.ndarray:
+    net = finetune(noisy, None, base="scratch:w16", mode="self-supervised", max_minutes=seconds / 60,
+                   steps=1_000_000, seed=0, lr=1e-3)  # fmt: skip
+    return restore(noisy, net, device="cpu")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["fluorescence", "general-gray"])
+    p.add_argument("--peaks", type=float, nargs="+", default=[5, 20, 100])
+    p.add_argument("--n2v-seconds", type=float, default=60)
+    p.add_argument("--no-n2v", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images = eval_images()
+    nets = {name: load_model(name) for name in args.models}
+    methods = {"noisy": lambda x, peak: x, "BM3D + GAT": bm3d_gat}
+    methods.update({f"GAMA-IR {name}": (lambda x, peak, net=net: restore(x, net, device="cpu")) for name, net in nets.items()})
+    if not args.no_n2v:
+        methods[f"N2V ({args.n2v_seconds:g} s, w16)"] = lambda x, peak: n2v(x, args.n2v_seconds)
+    restore(next(iter(images.values()))[:64, :64] + 0, next(iter(nets.values())), device="cpu")  # warm-up
+    rows = []
+    for peak in args.peaks:
+        for name, clean in images.items():
+            noisy = add_noise(clean, peak, np.random.default_rng(int(peak) * 100 + len(name)))
+            for method, fn in methods.items():
+                t = time.perf_counter()
+                out = fn(noisy, peak)
+                dt = time.perf_counter() - t
+                rows.append((peak, name, method, psnr(out, clean), ssim(np.clip(out, 0, 1), np.clip(clean, 0, 1)), dt))
+                print(f"{peak:5g} {name:14s} {method:28s} {rows[-1][3]:6.2f} dB  SSIM {rows[-1][4]:.4f}  {dt:6.2f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; images: {', '.join(images)}\n")
+    print("| photons (peak) | method | PSNR (dB) | SSIM | s / image |\n|---|---|---|---|---|")
+    for peak in args.peaks:
+        for method in methods:
+            sel = [r for r in rows if r[0] == peak and r[2] == method]
+            print(f"| {peak:g} | {method} | {np.mean([r[3] for r in sel]):.2f} | {np.mean([r[4] for r in sel]):.4f} | "
+                  f"{np.mean([r[5] for r in sel]):.2f} |")  # fmt: skip
+    print("\nper image (PSNR dB):")
+    names = list(images)
+    print("| photons | method | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+    for peak in args.peaks:
+        for method in methods:
+            vals = {r[1]: r[3] for r in rows if r[0] == peak and r[2] == method}
+            print(f"| {peak:g} | {method} | " + " | ".join(f"{vals[n]:.2f}" for n in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
