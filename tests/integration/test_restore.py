@@ -113,6 +113,21 @@ def test_tiff_path_to_tiff_keeps_axes_resolution_and_spacing(tiny_model, noisy_z
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out.tif"]
 
 
+def test_pixel_size_survives_restored_files_restored_again(tiny_model, noisy_zyx, tmp_path):
+    """spacing/unit of an ImageJ TIFF go into the output TIFF and zarr, and are read back from both."""
+    from napari_gama_ir.io.files import open_input
+
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, noisy_zyx, imagej=True, resolution=(2.0, 4.0), metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"})
+    first = restore(src, tiny_model, out=tmp_path / "once.tif", **OPTS)
+    as_zarr = restore(first, tiny_model, out=tmp_path / "twice.zarr", **OPTS)
+    assert zarr.open_array(as_zarr, mode="r").attrs["spacing"] == 0.5
+    again = restore(as_zarr, tiny_model, out=tmp_path / "thrice.tif", **OPTS)
+    for path in (first, as_zarr, again):
+        meta = open_input(path).metadata
+        assert (meta["spacing"], meta["unit"]) == (0.5, "um"), path
+
+
 def test_numpy_to_tiff_and_zarr_files(tiny_model, noisy_zyx, tmp_path):
     expected = restore(noisy_zyx, tiny_model, **OPTS)
     tif = restore(noisy_zyx, tiny_model, out=tmp_path / "o.tiff", **OPTS)

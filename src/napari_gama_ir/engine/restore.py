@@ -197,7 +197,7 @@ def _open_sink(plan: RestorePlan):
     if plan.out_array is not None:
         return ArraySink(plan.layout, plan.out_dtype, into=plan.out_array)
     if plan.output == "zarr":
-        return ZarrSink(plan.layout, plan.out_dtype, plan.out_path)
+        return ZarrSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata)
     if plan.output == "tiff":
         return TiffSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata)
     return ArraySink(plan.layout, plan.out_dtype)

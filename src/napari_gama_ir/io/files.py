@@ -37,6 +37,10 @@ class OpenedInput:
     "What to keep in an output file: 'resolution', 'resolutionunit', 'spacing', 'unit', 'source'."
 
 
+PHYSICAL_KEYS = ("spacing", "unit", "finterval")
+"Pixel-size metadata carried from an input file to the output (besides the TIFF resolution tags)."
+
+
 def open_input(data) -> OpenedInput:
     """Wrap ``data`` for reading, without loading it.
 
@@ -110,10 +114,14 @@ def _tiff_metadata(tif, series) -> dict:
             meta["resolution"] = (tags["XResolution"].value, tags["YResolution"].value)
             if "ResolutionUnit" in tags:
                 meta["resolutionunit"] = int(tags["ResolutionUnit"].value)
-    ij = tif.imagej_metadata or {}
-    for key in ("spacing", "unit", "finterval"):
-        if key in ij:
-            meta[key] = ij[key]
+    # ImageJ hyperstacks keep spacing/unit in their description; tifffile's own ("shaped") files, which
+    # restore writes, keep them in a JSON description
+    described = [tif.imagej_metadata or {}, *(tif.shaped_metadata or ())]
+    for key in PHYSICAL_KEYS:
+        for found in described:
+            if key in found:
+                meta[key] = found[key]
+                break
     return meta
 
 
@@ -136,7 +144,8 @@ def _open_zarr(path: Path) -> OpenedInput:
                 raise InvalidInputError(f"{path}: zarr group holds no array")
             node = node[arrays[0]]
     axes = axes or _zarr_axes(node)
-    return OpenedInput(da.from_zarr(node), axes, lazy=True, metadata={"source": str(path)})
+    physical = {k: node.attrs[k] for k in PHYSICAL_KEYS if k in node.attrs}
+    return OpenedInput(da.from_zarr(node), axes, lazy=True, metadata={**physical, "source": str(path)})
 
 
 def temporary_sibling(target: Path) -> Path:

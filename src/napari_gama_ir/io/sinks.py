@@ -36,13 +36,16 @@ class _PlaneIndexer:
         return arr.transpose(self.rest_order)
 
 
-def create_zarr_array(path, layout: CanonicalLayout, dtype):
-    """A new zarr array at ``path`` of the layout's shape, one chunk per plane, its axes in ``_ARRAY_DIMENSIONS``."""
+def create_zarr_array(path, layout: CanonicalLayout, dtype, metadata: dict | None = None):
+    """A new zarr array at ``path`` of the layout's shape, one chunk per plane, its axes in ``_ARRAY_DIMENSIONS``
+    and the input's pixel size (``spacing``, ``unit``, ``finterval``) in its attributes."""
     import zarr
+
+    from .files import PHYSICAL_KEYS
 
     chunks = tuple(1 if a in layout.stack_axes else s for a, s in zip(layout.axes, layout.shape))
     array = zarr.open_array(str(path), mode="w", shape=layout.shape, chunks=chunks, dtype=dtype)
-    array.attrs["_ARRAY_DIMENSIONS"] = list(layout.axes)
+    array.attrs.update({"_ARRAY_DIMENSIONS": list(layout.axes), **{k: (metadata or {})[k] for k in PHYSICAL_KEYS if k in (metadata or {})}})
     return array
 
 
@@ -68,10 +71,10 @@ class ArraySink:
 class ZarrSink(ArraySink):
     """Write planes into a zarr array (input shape and axes, one chunk per plane) on disk."""
 
-    def __init__(self, layout: CanonicalLayout, dtype, path: str) -> None:
+    def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict | None = None) -> None:
         self.target = Path(path)
         self.tmp = temporary_sibling(self.target)
-        self.array = create_zarr_array(self.tmp, layout, dtype)
+        self.array = create_zarr_array(self.tmp, layout, dtype, metadata)
         self._indexer = _PlaneIndexer(layout)
 
     def finish(self) -> str:
