@@ -188,7 +188,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     device = pick_device(opts.device)
-    precision = pick_precision(opts.precision, device)
+    # CPU training stays fp32 on "auto": bf16 on the CPU was measured for inference only
+    precision = "fp32" if device.type == "cpu" and opts.precision == "auto" else pick_precision(opts.precision, device)
     if precision == "fp16":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
