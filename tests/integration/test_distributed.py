@@ -22,6 +22,12 @@ def _models_built_here() -> int:
     return len(_CACHE)
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def test_cluster_restore_equals_local(tiny_model, rng, monkeypatch):
     stack = rng.poisson(100, (4, 40, 36)).astype(np.uint16)
     monkeypatch.setattr(plan_module, "CHUNK_BYTES", 4 * 40 * 36)  # one plane per chunk: 4 tasks
@@ -37,8 +43,11 @@ def test_cluster_restore_equals_local(tiny_model, rng, monkeypatch):
         remote = restore(stack, tiny_model, progress=lambda d, t: calls.append((d, t)), **opts)
         lazy = restore(da.from_array(stack, chunks=(1, 40, 36)), tiny_model, **opts).compute()
         built = client.run(_models_built_here)
+        torch_threads = client.run(_torch_threads)
     assert isinstance(remote, np.ndarray)
     np.testing.assert_array_equal(remote, local)
     np.testing.assert_array_equal(lazy, local)
     assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1]
     assert len(built) == 2 and 1 <= sum(built.values()) and max(built.values()) == 1  # once per worker
+    # workers that ran chunks use their one dask thread for torch, not a thread per core each
+    assert {torch_threads[w] for w, n in built.items() if n} == {1}

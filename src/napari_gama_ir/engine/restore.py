@@ -152,11 +152,25 @@ def _block_on_worker(block, spec: ModelSpec, normalizer, settings, out_dtype, se
 
     ``settings.device == "auto"`` is resolved here, on the worker, whose GPU may differ from the client's.
     """
+    _match_worker_threads()
     if settings.device == "auto":
         device = pick_device("auto")
         settings = dataclasses.replace(settings, device=str(device), precision=pick_precision(settings.precision, device))
     net = cached_model(spec, torch.device(settings.device), mean_mode, local_size)
     return restore_block(np.asarray(block), net, normalizer, settings, out_dtype, separate)
+
+
+def _match_worker_threads() -> None:
+    """On a dask.distributed worker, let torch use the worker's threads, not every core of the host:
+    two CPU workers on one machine would otherwise each start a thread per core."""
+    try:
+        from distributed import get_worker
+
+        nthreads = int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):  # not on a worker (a local dask scheduler)
+        return
+    if torch.get_num_threads() != nthreads:
+        torch.set_num_threads(nthreads)
 
 
 @contextmanager
