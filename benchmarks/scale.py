@@ -5,6 +5,11 @@ page by page, then runs ``gama-ir restore`` on it in a child process and records
 (its own ``getrusage`` maximum), wall time, and seconds per megapixel.
 
     python benchmarks/scale.py --planes 16 128 --model general-gray --workdir /tmp/gama-scale
+    python benchmarks/scale.py --planes 128 --cluster 2     # the same through a LocalCluster of 2 workers
+
+With ``--cluster N`` the child process starts a ``LocalCluster`` of N worker processes (one thread each)
+and calls ``restore(path, out=path)`` with its client active; the table then gives the client's peak RSS
+and each worker's (from ``client.run``), all measured in the processes themselves.
 """
 
 from __future__ import annotations
@@ -37,11 +42,31 @@ def write_stack(path: Path, planes: int, size: int = 1024) -> None:
 
 
 
+CLUSTER_CHILD = """
+import resource, sys, time
+from distributed import Client, LocalCluster
+from napari_gama_ir import restore
+
+def peak_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+src, dst, model, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    t = time.perf_counter()
+    restore(src, model, out=dst)
+    print("restore_s", time.perf_counter() - t, file=sys.stderr)
+    for address, gb in sorted(client.run(peak_gb).items()):
+        print("worker_peak_rss_gb", gb, file=sys.stderr)
+print("peak_rss_gb", peak_gb(), file=sys.stderr)
+"""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--planes", type=int, nargs="+", default=[16, 128])
     p.add_argument("--model", default="general-gray")
     p.add_argument("--workdir", default="/tmp/gama-scale")
+    p.add_argument("--cluster", type=int, default=0, help="run through a LocalCluster of this many workers")
     args = p.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -52,19 +77,27 @@ def main(argv=None):
         if not src.exists():
             write_stack(src, planes)
         dst = work / f"restored-{planes}.tif"
-        cmd = [sys.executable, "-c", "import sys, resource; from napari_gama_ir.cli import main; rc = main(sys.argv[1:]); "
-               "print('peak_rss_gb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, file=sys.stderr); sys.exit(rc)",
-               "restore", str(src), "-o", str(dst), "--model", args.model, "-q"]  # fmt: skip
+        if args.cluster:
+            cmd = [sys.executable, "-c", CLUSTER_CHILD, str(src), str(dst), args.model, str(args.cluster)]
+        else:
+            cmd = [sys.executable, "-c", "import sys, resource; from napari_gama_ir.cli import main; rc = main(sys.argv[1:]); "
+                   "print('peak_rss_gb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, file=sys.stderr); sys.exit(rc)",
+                   "restore", str(src), "-o", str(dst), "--model", args.model, "-q"]  # fmt: skip
         t = time.perf_counter()
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         dt = time.perf_counter() - t
-        peak = float([ln for ln in out.stderr.splitlines() if ln.startswith("peak_rss_gb")][0].split()[1])
+        lines = out.stderr.splitlines()
+        peak = float([ln for ln in lines if ln.startswith("peak_rss_gb")][0].split()[1])
+        workers = [float(ln.split()[1]) for ln in lines if ln.startswith("worker_peak_rss_gb")]
         mp = planes * 1024 * 1024 / 1e6
-        rows.append((planes, src.stat().st_size / 1e9, dt, peak, dt / mp))
+        rows.append((planes, src.stat().st_size / 1e9, dt, peak, dt / mp, workers))
         dst.unlink()
-    print("| planes (1024x1024 uint16) | file GB | wall s | peak RSS GB | s / MP |\n|---|---|---|---|---|")
+    where = f"LocalCluster of {args.cluster} workers x 1 thread" if args.cluster else "gama-ir restore (one process)"
+    print(f"{where}\n")
+    print("| planes (1024x1024 uint16) | file GB | wall s | peak RSS GB (client) | workers' peak RSS GB | s / MP |")
+    print("|---|---|---|---|---|---|")
     for r in sorted(rows):
-        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.3f} |")
+        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.1f} | {r[3]:.2f} | {', '.join(f'{w:.2f}' for w in r[5]) or '-'} | {r[4]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,39 @@ def _open_path(path: Path) -> OpenedInput:
     raise InvalidInputError(f"{path}: unsupported file type; accepted: .tif/.tiff (incl. OME-TIFF, BigTIFF) or .zarr")
 
 
+class TiffSource:
+    """The first series of a TIFF (full resolution of a pyramid) as an array-like that reads on demand.
+
+    The open file stays out of pickles: a dask graph over it travels to dask.distributed workers, which
+    reopen the file by path (on a cluster: a path all workers can read).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._array = None
+        array = self._open()
+        self.shape, self.dtype, self.chunks = tuple(array.shape), np.dtype(array.dtype), tuple(array.chunks)
+        self.ndim = len(self.shape)
+
+    def _open(self):
+        if self._array is None:
+            import tifffile
+            import zarr
+
+            self._array = zarr.open(tifffile.imread(self.path, aszarr=True, series=0, level=0), mode="r")
+        return self._array
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self._open()[key]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    def __dask_tokenize__(self):
+        stat = self.path.stat()
+        return ("TiffSource", str(self.path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
 def _open_tiff(path: Path) -> OpenedInput:
     import tifffile
     import zarr
@@ -97,8 +130,8 @@ def _open_tiff(path: Path) -> OpenedInput:
             series = tif.series[0]
             axes = series.axes
             meta = _tiff_metadata(tif, series)
-        store = tifffile.imread(path, aszarr=True, series=0, level=0)  # full resolution of a pyramid
-        arr = da.from_zarr(zarr.open(store, mode="r"))
+        source = TiffSource(path)
+        arr = da.from_array(source, chunks=source.chunks, asarray=True, meta=np.empty((0,) * source.ndim, source.dtype))
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InvalidInputError(f"{path}: not a readable TIFF ({exc})") from None
     meta["source"] = str(path)
