@@ -17,7 +17,7 @@ from ..io.files import OpenedInput, is_zarr_array, open_input
 from ..io.normalize import Normalizer
 from .runtime import free_gpu_bytes, pick_device, pick_precision
 
-CPU_MAX_TILE = 1024
+CPU_MAX_TILE = 512  # measured: a 1024 px plane as 9 tiles of 384 px ran about 2x faster than whole (caches)
 GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
