@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--base", default="default", help="model to start from, or scratch:<preset>")
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
-    t.add_argument("--patch-size", type=int, default=64)
+    t.add_argument("--patch-size", type=int, nargs="+", default=[64], metavar="PX",
+                   help="patch side, or the smallest and largest side (one drawn per step)")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--axes", default=None)
@@ -166,7 +167,7 @@ def _cmd_train(args) -> int:
     mode = args.mode or ("supervised" if args.clean else "self-supervised")
     opts = FinetuneOptions(
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
-        patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
+        patch_size=args.patch_size[0] if len(args.patch_size) == 1 else tuple(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
         seed=args.seed, name=Path(args.output).stem,
     )  # fmt: skip
     bar = None

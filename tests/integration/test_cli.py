@@ -1,5 +1,6 @@
 """The gama-ir command line: restore file to file with metadata kept, list models, one-line errors with exit 2."""
 
+import json
 import subprocess
 import sys
 
@@ -64,10 +65,11 @@ def test_train_from_folders_saves_a_user_model(tmp_path, user_models_dir, capsys
         tifffile.imwrite(tmp_path / "clean" / f"img{i}.tif", clean)
         tifffile.imwrite(tmp_path / "noisy" / f"img{i}.tif", (clean + rng.normal(0, 100, clean.shape)).astype(np.uint16))
     argv = ["train", "--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), "--base", "scratch:tiny",
-            "--steps", "12", "--patch-size", "32", "--batch-size", "2", "-o", "cli-trained", "-q"]  # fmt: skip
+            "--steps", "12", "--patch-size", "32", "48", "--batch-size", "2", "-o", "cli-trained", "-q"]  # fmt: skip
     assert main(argv) == 0
     assert "validation PSNR" in capsys.readouterr().out
     assert (user_models_dir / "cli-trained.safetensors").exists() and (user_models_dir / "cli-trained.json").exists()
+    assert json.loads((user_models_dir / "cli-trained.json").read_text())["training"]["patch_size"] == [32, 48]
     (tmp_path / "clean" / "img2.tif").rename(tmp_path / "clean" / "other.tif")
     assert main(argv) == 2
     assert "different file names" in capsys.readouterr().err
