@@ -74,3 +74,14 @@ def test_canonical_view_puts_each_pixel_where_it_belongs():
     assert canonical[2, 0, 4, 1] == arr[1, 4, 2]  # plane z=2, y=4, x=1
     rgb = CanonicalLayout("YXC", (7, 5, 3))
     assert rgb.to_canonical(np.arange(105).reshape(7, 5, 3))[0, 2, 3, 4] == np.arange(105).reshape(7, 5, 3)[3, 4, 2]
+
+
+@pytest.mark.parametrize("axes,shape", LAYOUTS)
+def test_canonical_view_of_numpy_never_copies_the_input(axes, shape):
+    """Reshapes that need a copy (stack axes split by C, e.g. TCZYX) become lazy instead of a full copy."""
+    arr = np.arange(np.prod(shape)).reshape(shape)
+    canonical = CanonicalLayout(axes, shape).to_canonical(arr)
+    if isinstance(canonical, np.ndarray):
+        assert np.shares_memory(canonical, arr)
+    else:
+        assert isinstance(canonical, da.Array) and canonical.chunks[0] == (1,) * canonical.shape[0]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import InvalidInputError
 
 ACCEPTED = "TZCYX"
@@ -95,8 +97,21 @@ class CanonicalLayout:
         return (self.planes, self.channels, *self.yx)
 
     def to_canonical(self, arr):
-        """Input-ordered array (numpy or dask) -> (planes, C, Y, X)."""
-        return arr.transpose(self.order).reshape(self.canonical_shape)
+        """Input-ordered array (numpy or dask) -> (planes, C, Y, X).
+
+        A numpy array whose stack axes are not adjacent (e.g. TCZYX) cannot be reshaped without a copy;
+        it is wrapped in a lazy dask array instead, so no copy of the whole input is ever made.
+        """
+        transposed = arr.transpose(self.order)
+        if isinstance(arr, np.ndarray):
+            try:
+                return transposed.reshape(self.canonical_shape, copy=False)
+            except ValueError:
+                import dask.array as da
+
+                lazy = da.from_array(transposed, chunks=(1,) * (transposed.ndim - 3) + transposed.shape[-3:])
+                return lazy.reshape(self.canonical_shape)
+        return transposed.reshape(self.canonical_shape)
 
     def from_canonical(self, arr):
         """(planes, C, Y, X) -> the input's axes order."""
