@@ -71,6 +71,22 @@ def inflate_to_rgb(net):
     return rgb
 
 
+def hardware(device: str) -> str:
+    """The machine a run used: the GPU's name, or the CPU model with its cores and torch's threads."""
+    if device.startswith("cuda"):
+        return device
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(RECIPES))
@@ -117,7 +133,7 @@ def main(argv=None) -> None:
 
     net = run_finetune(iter_finetune(opts), log)
     command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    training = {**net.card.training, "command": command, "torch": torch.__version__}
+    training = {**net.card.training, "command": command, "torch": torch.__version__, "hardware": hardware(net.card.training["device"])}
     if args.base:  # a continued run: keep the earlier phase(s) in the card
         from napari_gama_ir import load_model
 

@@ -37,3 +37,18 @@ def test_restore_without_a_model_uses_the_shipped_default():
     assert out.shape == noisy.shape and out.dtype == np.uint16
     expected = restore(noisy, load_model(default_model_name(1)))
     np.testing.assert_array_equal(out, expected)
+
+
+def test_the_three_domain_models_ship_and_the_default_fits_the_data():
+    """photo-gray, photo-rgb and fluorescence ship (each under 50 MB); RGB data gets photo-rgb, single-channel
+    data gets fluorescence, and each card says what its model is for."""
+    shipped = {p.stem: p for p in shipped_models_dir().glob("*.safetensors")}
+    for name, channels in (("photo-gray", 1), ("photo-rgb", 3), ("fluorescence", 1)):
+        assert name in shipped, f"{name} is not shipped"
+        assert shipped[name].stat().st_size < 50e6
+        card = load_model(name).card
+        assert card.in_channels == card.out_channels == channels and card.description
+    assert default_model_name(3, rgb_last=True) == "photo-rgb"
+    assert default_model_name(1) == "fluorescence"
+    rgb = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(restore(rgb), restore(rgb, load_model("photo-rgb"), axes="YXC"))

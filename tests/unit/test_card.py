@@ -29,6 +29,12 @@ def _same_outputs(a, b):
 def test_round_trip_keeps_weights_and_card(tiny_model, saved):
     assert saved.name == "my-model.safetensors" and saved.with_suffix(".json").exists()
     assert sorted(p.name for p in saved.parent.iterdir()) == ["my-model.json", "my-model.safetensors"]  # no temp files
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in saved.parent.iterdir():  # ordinary files, not mkstemp's owner-only ones
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     loaded = load_model(saved)
     assert loaded.card == tiny_model.card and loaded.card.name == "my-model"
     assert not loaded.training

@@ -181,11 +181,21 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     return weights
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # os.umask can only be read by setting it: done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic_write(target: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; a model file is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
