@@ -106,7 +106,7 @@ def _cmd_models(_args) -> int:
         t = card.training
         if t:
             print(f"    trained: {t.get('mode', '?')}, {t.get('total_steps', t.get('steps', '?'))} steps, "
-                  f"{t.get('total_seconds', t.get('seconds', '?'))} s on {t.get('device', '?')}; data: {t.get('data', '?')}")  # fmt: skip
+                  f"{t.get('total_seconds', t.get('seconds', '?'))} s on {t.get('hardware', t.get('device', '?'))}; data: {t.get('data', '?')}")  # fmt: skip
         for key, value in (card.metrics.get("eval") or {}).items():
             if isinstance(value, dict) and "model" in value:
                 others = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in value.items() if k != "model")

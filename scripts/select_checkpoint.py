@@ -1,0 +1,44 @@
+"""Pick between candidate weights for a shipped model by validation PSNR only (never the evaluation images).
+
+Each candidate is scored with the training engine's own validation (``evaluate``) on the recipe's
+validation images, with many fixed noise draws so that the comparison is not decided by one draw.
+
+    python scripts/select_checkpoint.py general-gray runs/new/general-gray runs/new4/general-gray [--draws 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import datasets  # noqa: E402
+from train_shipped import RECIPES, recipe_data  # noqa: E402
+
+from napari_gama_ir import load_model  # noqa: E402
+from napari_gama_ir.training.datasets import as_train_images  # noqa: E402
+from napari_gama_ir.training.finetune import FinetuneOptions, _validation_batches, evaluate  # noqa: E402
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("candidates", nargs="+")
+    p.add_argument("--draws", type=int, default=16)
+    args = p.parse_args(argv)
+    recipe = RECIPES[args.recipe]
+    val = as_train_images(None, list(recipe_data(recipe, "val").values()), "synthetic", "YXC" if recipe["rgb"] else "YX")
+    opts = FinetuneOptions(mode="synthetic", noise_model=recipe["noise"], val_crop=256)
+    batches = [b for draw in range(args.draws) for b in _validation_batches(opts, val, np.random.default_rng(1000 + draw))]
+    for path in args.candidates:
+        net = load_model(path).eval()
+        score, ssim = evaluate(net, batches, torch.device("cpu"), "fp32")
+        print(f"{path}: validation PSNR {score:.3f} dB, SSIM {ssim:.4f} ({len(batches)} noisy crops)")
+
+
+if __name__ == "__main__":
+    main()
