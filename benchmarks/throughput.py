@@ -43,6 +43,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--no-bm3d", action="store_true")
+    p.add_argument("--precision", default="auto", help="restore()'s precision: auto (bf16 on CPUs with native bf16) or fp32")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,9 +61,9 @@ def main(argv=None):
         mp_stack, mp_one = args.planes * 512 * 512 / 1e6, 512 * 512 / 1e6
         restore(one, net, axes=axes, device="cpu")  # warm-up
         rows.append((f"GAMA-IR {name} (restore, stack of {args.planes})",
-                     mp_stack / timed(lambda: restore(stack, net, axes="Z" + axes, device="cpu"), 2)))  # fmt: skip
+                     mp_stack / timed(lambda: restore(stack, net, axes="Z" + axes, device="cpu", precision=args.precision), 2)))  # fmt: skip
         rows.append((f"GAMA-IR {name} (restore, one 512x512{'x3' if rgb else ''})",
-                     mp_one / timed(lambda: restore(one, net, axes=axes, device="cpu"))))  # fmt: skip
+                     mp_one / timed(lambda: restore(one, net, axes=axes, device="cpu", precision=args.precision))))  # fmt: skip
     from skimage.restoration import denoise_nl_means
 
     rows.append(("NLM fast (skimage)", mp_one / timed(lambda: denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5))))
@@ -70,7 +71,7 @@ def main(argv=None):
         import bm3d
 
         rows.append(("BM3D", mp_one / timed(lambda: bm3d.bm3d(noisy, sigma_psd=sigma), 1)))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {args.precision}\n")
     print("| method | MP/s |\n|---|---|")
     for name, mps in rows:
         print(f"| {name} | {mps:.3f} |")
@@ -79,8 +80,13 @@ def main(argv=None):
 
         net = load_model(args.model[0])
         x = torch.from_numpy(noisy_rgb).permute(2, 0, 1)[None] if net.card.in_channels == 3 else torch.from_numpy(noisy)[None, None]
-        with torch.inference_mode(), profile() as prof:
-            net(x)
+        from napari_gama_ir.engine.runtime import autocast, pick_precision
+
+        cpu = torch.device("cpu")
+        with torch.inference_mode(), autocast(cpu, pick_precision(args.precision, cpu)):
+            net(x)  # warm-up
+            with profile() as prof:
+                net(x)
         print("\n```\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10) + "\n```")
 
 
