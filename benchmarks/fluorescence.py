@@ -106,7 +106,7 @@ def main(argv=None):
     methods.update({f"GAMA-IR {name}": (lambda x, peak, net=net: restore(x, net, device="cpu")) for name, net in nets.items()})
     if not args.no_n2v:
         methods[f"N2V ({args.n2v_seconds:g} s, w16)"] = lambda x, peak: n2v(x, args.n2v_seconds)
-    restore(next(iter(images.values()))[:64, :64] + 0, next(iter(nets.values())), device="cpu")  # warm-up
+    restore(next(iter(images.values()))[:64, :64], next(iter(nets.values())), device="cpu")  # warm-up
     rows = []
     for peak in args.peaks:
         for name, clean in images.items():

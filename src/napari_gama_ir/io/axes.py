@@ -105,8 +105,8 @@ class CanonicalLayout:
         transposed = arr.transpose(self.order)
         if isinstance(arr, np.ndarray):
             try:
-                return transposed.reshape(self.canonical_shape, copy=False)
-            except ValueError:
+                return _reshaped_view(transposed, self.canonical_shape)
+            except (ValueError, AttributeError):
                 import dask.array as da
 
                 lazy = da.from_array(transposed, chunks=(1,) * (transposed.ndim - 3) + transposed.shape[-3:])
@@ -120,3 +120,13 @@ class CanonicalLayout:
         for pos, src in enumerate(self.order):
             inverse[src] = pos
         return arr.reshape(transposed).transpose(inverse)
+
+
+def _reshaped_view(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``arr`` reshaped without copying; raises (ValueError or AttributeError) where that needs a copy."""
+    try:
+        return arr.reshape(shape, copy=False)
+    except TypeError:  # numpy < 2.1 has no copy= argument: setting .shape refuses to copy instead
+        view = arr.view()
+        view.shape = shape
+        return view
