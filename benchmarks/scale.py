@@ -6,10 +6,17 @@ page by page, then runs ``gama-ir restore`` on it in a child process and records
 
     python benchmarks/scale.py --planes 16 128 --model general-gray --workdir /tmp/gama-scale
     python benchmarks/scale.py --planes 128 --cluster 2     # the same through a LocalCluster of 2 workers
+    xvfb-run -a python benchmarks/scale.py --planes 64 512 --napari   # the same through the napari widget
 
 With ``--cluster N`` the child process starts a ``LocalCluster`` of N worker processes (one thread each)
 and calls ``restore(path, out=path)`` with its client active; the table then gives the client's peak RSS
 and each worker's (from ``client.run``), all measured in the processes themselves.
+
+With ``--napari`` the child process opens a napari viewer (it needs a display: ``xvfb-run`` on a headless
+machine), adds the stack as a lazy layer (dask over the TIFF pages, as a reader for big files gives it),
+and presses the Restore widget's Run button with the model chosen; the result goes where the widget puts a
+big result, a zarr store shown as a layer while it fills. The time runs from the click to the widget's
+"done" state (wall s and s / MP then leave out napari's start-up).
 """
 
 from __future__ import annotations
@@ -41,6 +48,37 @@ def write_stack(path: Path, planes: int, size: int = 1024) -> None:
 
 
 
+NAPARI_CHILD = """
+import resource, sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_gama_ir._napari._common import State
+from napari_gama_ir._napari.restore_widget import RestoreWidget
+from napari_gama_ir.io.files import open_input
+
+src, model = sys.argv[1], sys.argv[2]
+viewer = napari.Viewer()
+viewer.add_image(open_input(src).array, name="noisy")
+widget = RestoreWidget(viewer)
+viewer.window.add_dock_widget(widget)
+widget._model.value = model
+app = QApplication.instance()
+t = time.perf_counter()
+widget._run_button.native.click()
+while widget._state not in (State.DONE, State.FAILED):
+    app.processEvents()
+    time.sleep(0.02)
+print("restore_s", time.perf_counter() - t, file=sys.stderr)
+assert widget._state is State.DONE, "the napari run failed"
+result = viewer.layers[-1]
+print("result_layer", result.name, result.data.shape, file=sys.stderr)
+print("peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, file=sys.stderr)
+path = result.metadata["napari_gama_ir"]["path"]  # the widget's temporary zarr store
+assert path, "a lazy input should give a zarr-backed result"
+viewer.close()
+import pathlib, shutil
+shutil.rmtree(pathlib.Path(path).parent, ignore_errors=True)
+"""
 
 CLUSTER_CHILD = """
 import resource, sys, time
@@ -67,6 +105,7 @@ def main(argv=None):
     p.add_argument("--model", default="general-gray")
     p.add_argument("--workdir", default="/tmp/gama-scale")
     p.add_argument("--cluster", type=int, default=0, help="run through a LocalCluster of this many workers")
+    p.add_argument("--napari", action="store_true", help="run through the napari Restore widget (needs a display)")
     args = p.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -77,7 +116,9 @@ def main(argv=None):
         if not src.exists():
             write_stack(src, planes)
         dst = work / f"restored-{planes}.tif"
-        if args.cluster:
+        if args.napari:
+            cmd = [sys.executable, "-c", NAPARI_CHILD, str(src), args.model]
+        elif args.cluster:
             cmd = [sys.executable, "-c", CLUSTER_CHILD, str(src), str(dst), args.model, str(args.cluster)]
         else:
             cmd = [sys.executable, "-c", "import sys, resource; from napari_gama_ir.cli import main; rc = main(sys.argv[1:]); "
@@ -90,9 +131,12 @@ def main(argv=None):
         peak = float([ln for ln in lines if ln.startswith("peak_rss_gb")][0].split()[1])
         workers = [float(ln.split()[1]) for ln in lines if ln.startswith("worker_peak_rss_gb")]
         mp = planes * 1024 * 1024 / 1e6
+        if args.napari:  # from the click to "done", without napari's start-up
+            dt = float([ln for ln in lines if ln.startswith("restore_s")][0].split()[1])
         rows.append((planes, src.stat().st_size / 1e9, dt, peak, dt / mp, workers))
-        dst.unlink()
-    where = f"LocalCluster of {args.cluster} workers x 1 thread" if args.cluster else "gama-ir restore (one process)"
+        dst.unlink(missing_ok=True)
+    where = ("napari Restore widget, lazy layer -> zarr layer" if args.napari
+             else f"LocalCluster of {args.cluster} workers x 1 thread" if args.cluster else "gama-ir restore (one process)")  # fmt: skip
     print(f"{where}\n")
     print("| planes (1024x1024 uint16) | file GB | wall s | peak RSS GB (client) | workers' peak RSS GB | s / MP |")
     print("|---|---|---|---|---|---|")

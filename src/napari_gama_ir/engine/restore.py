@@ -352,7 +352,8 @@ def restore(
     device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
         "auto" picks CUDA, then MPS, then the CPU.
     precision : {"auto", "fp32", "fp16", "bf16"}
-        "auto": bf16 (or fp16) autocast on CUDA, fp32 elsewhere.
+        "auto": bf16 (or fp16) autocast on CUDA; bf16 on a CPU with native bfloat16 (AVX512-BF16, AMX);
+        fp32 elsewhere.
     dtype : numpy dtype, optional
         Output dtype; default the input's (integers are rounded and clipped to their range).
     out : str, PathLike or zarr.Array, optional
