@@ -77,3 +77,21 @@ def test_unknown_mean_mode_is_rejected(tiny_model):
         tiny_model.set_mean_mode("median")
     with pytest.raises(ValueError, match="mean_mode"):
         GAMA(mean_mode="median")
+
+
+@pytest.mark.parametrize("mean_mode", ["global", "local"])
+def test_cpu_inference_fast_path_equals_the_training_path(make_tiny, mean_mode):
+    """Inference (oneDNN 1x1 convs with the residual added in the kernel, GAMA added in place) computes
+    what the autograd path computes, and leaves the input alone."""
+    net = make_tiny(in_channels=1, mean_mode=mean_mode, local_size=24)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():  # beta and gamma start at 0; give every path a real contribution
+            p.normal_(0, 0.2)
+    x = torch.rand(2, 1, 40, 36)
+    kept = x.clone()
+    expected = net(x).detach()  # gradients on: the plain path
+    with torch.inference_mode():
+        fast = net(x)
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(x, kept)

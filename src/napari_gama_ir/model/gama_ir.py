@@ -36,6 +36,52 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+def _mkldnn_pointwise_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_MKLDNN_POINTWISE = _mkldnn_pointwise_available()
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution that, in CPU fp32 inference, always runs oneDNN's kernel and can add a residual
+    in the same kernel.
+
+    PyTorch sends a 1x1 fp32 convolution with a batch under 16 on one thread to its generic
+    im2col/GEMM path; on channels-last activations oneDNN is 2-6x faster there (benchmarks.md, "Where the
+    time goes"). Training, autocast and other devices use ``F.conv2d`` unchanged; the weights and their
+    names are those of ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 1)
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        return (
+            _MKLDNN_POINTWISE and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+            and not torch.is_autocast_enabled("cpu")
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast(x):
+            return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, [0, 0], [1, 1], [1, 1], 1, "none", [], "")
+        return super().forward(x)
+
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``residual + scale * conv(x)``, with ``scale`` (1 x C x 1 x 1) per output channel."""
+        if self._fast(x) and residual.dtype == x.dtype and residual.shape[1] == self.out_channels:
+            weight = self.weight * scale.view(-1, 1, 1, 1)  # scale folded into the weights: one kernel, one pass
+            bias = self.bias * scale.view(-1)
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None
+            )
+        return residual + scale * super().forward(x)
+
+
 class SimpleGate(nn.Module):
     """Split the channels in two halves and multiply them (NAFNet's nonlinearity)."""
 
@@ -84,6 +130,12 @@ class GAMA(nn.Module):
         self.local_size = int(local_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f_c, f_h, f_w = self.terms(x)
+        return x + f_c + f_h + f_w
+
+    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three maps that :meth:`forward` adds to ``x``: B x 1 x H x W, B x C x 1 x W (or the full
+        shape in "local" mode) and B x C x H x 1 (or full)."""
         b, c, h, w = x.shape
         f_c = self.conv_c(x.mean(1, keepdim=True))  # B x 1 x H x W
         if self.mean_mode == "global":
@@ -99,7 +151,7 @@ class GAMA(nn.Module):
             mean_w = _box_mean(x, 3, self.local_size)
             f_w = self.conv_w(mean_w.permute(0, 3, 2, 1).reshape(b * w, 1, h, c))
             f_w = f_w.view(b, w, h, c).permute(0, 3, 2, 1)
-        return x + f_c + f_h + f_w
+        return f_c, f_h, f_w
 
 
 class GAMABlock(nn.Module):
@@ -129,22 +181,28 @@ class GAMABlock(nn.Module):
         super().__init__()
         hidden = channels * expand
         self.norm1 = LayerNorm2d(channels)
-        self.conv1 = nn.Conv2d(channels, hidden, 1)
+        self.conv1 = PointwiseConv(channels, hidden)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)  # depthwise
         self.gate = SimpleGate()
         self.gama = GAMA(kernel_size, mean_mode, local_size) if use_gama else nn.Identity()
-        self.conv3 = nn.Conv2d(hidden // 2, channels, 1)
+        self.conv3 = PointwiseConv(hidden // 2, channels)
         self.norm2 = LayerNorm2d(channels)
-        self.conv4 = nn.Conv2d(channels, hidden, 1)  # feed-forward half
-        self.conv5 = nn.Conv2d(hidden // 2, channels, 1)
+        self.conv4 = PointwiseConv(channels, hidden)  # feed-forward half
+        self.conv5 = PointwiseConv(hidden // 2, channels)
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))  # residual scales, start at 0
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate(self.conv2(self.conv1(self.norm1(x))))
-        x = x + self.beta * self.conv3(self.gama(y))
-        y = self.conv5(self.gate(self.conv4(self.norm2(x))))
-        return x + self.gamma * y
+        if isinstance(self.gama, GAMA) and not (torch.is_grad_enabled() and y.requires_grad):
+            # inference: y is this block's own fresh tensor, so GAMA's three maps are added in place
+            for term in self.gama.terms(y):
+                y.add_(term)
+        else:
+            y = self.gama(y)
+        x = self.conv3.add_to(x, y, self.beta)  # x + beta * conv3(y)
+        y = self.gate(self.conv4(self.norm2(x)))
+        return self.conv5.add_to(x, y, self.gamma)
 
 
 class GAMAIR(nn.Module):
@@ -210,12 +268,12 @@ class GAMAIR(nn.Module):
         ch = width
         for level, n in enumerate(enc_blocks):
             self.encoders.append(blocks(n, ch, level))
-            self.downs.append(nn.Sequential(nn.Conv2d(ch, ch // 2, 1), nn.PixelUnshuffle(2)))
+            self.downs.append(nn.Sequential(PointwiseConv(ch, ch // 2), nn.PixelUnshuffle(2)))
             ch *= 2
         self.middle = blocks(middle_blocks, ch, self.levels)
         self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
         for level, n in reversed(list(enumerate(dec_blocks))):
-            self.ups.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 1), nn.PixelShuffle(2)))
+            self.ups.append(nn.Sequential(PointwiseConv(ch, ch * 2), nn.PixelShuffle(2)))
             ch //= 2
             self.decoders.append(blocks(n, ch, level))
         self.ending = nn.Conv2d(width, out_channels, 3, padding=1)
