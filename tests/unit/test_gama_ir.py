@@ -95,3 +95,17 @@ def test_cpu_inference_fast_path_equals_the_training_path(make_tiny, mean_mode):
         fast = net(x)
     torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(x, kept)
+
+
+def test_gama_gives_the_same_result_in_either_memory_format():
+    """The channels-last route (means as matrix products) equals the plain one, values and gradients."""
+    torch.manual_seed(0)
+    gama = GAMA()
+    x = torch.randn(2, 12, 19, 23, requires_grad=True)
+    x_last = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    plain, last = gama(x), gama(x_last)
+    torch.testing.assert_close(last, plain, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(plain)
+    (plain * weights).sum().backward()
+    (last * weights).sum().backward()
+    torch.testing.assert_close(x_last.grad, x.grad, rtol=1e-5, atol=1e-5)

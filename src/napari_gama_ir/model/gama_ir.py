@@ -31,9 +31,24 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One fused kernel over the channel axis (2x faster on the CPU than mean/var/scale in steps).
+        if (x.device.type == "cpu" and x.is_floating_point() and x.is_contiguous(memory_format=torch.channels_last)
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):  # fmt: skip
+            return self._cpu_inference(x)
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
+
+    def _cpu_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same normalisation with the two channel means as GEMVs: ``F.layer_norm`` works row by row,
+        which for 16-64 channels per pixel costs 1.5-2x more on the CPU (benchmarks.md, "Where the time goes")."""
+        b, c, h, w = x.shape
+        dtype = torch.promote_types(x.dtype, torch.float32)  # statistics in fp32 (or fp64) even for bf16 input
+        rows = x.permute(0, 2, 3, 1).reshape(-1, c).to(dtype)  # one row of C values per pixel (a view for fp32)
+        with torch.autocast("cpu", enabled=False):
+            average = torch.full((c, 1), 1.0 / c, dtype=dtype)
+            centred = rows - rows @ average
+            inv_std = torch.rsqrt((centred * centred) @ average + self.eps)
+            out = centred.mul_(inv_std).mul_(self.weight).add_(self.bias)
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def _mkldnn_pointwise_available() -> bool:
@@ -79,7 +94,7 @@ class PointwiseConv(nn.Conv2d):
             return torch.ops.mkldnn._convolution_pointwise.binary(
                 x, residual, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None
             )
-        return residual + scale * super().forward(x)
+        return torch.addcmul(residual, scale, super().forward(x))  # one pass, also across dtypes (autocast)
 
 
 class SimpleGate(nn.Module):
@@ -137,6 +152,8 @@ class GAMA(nn.Module):
         """The three maps that :meth:`forward` adds to ``x``: B x 1 x H x W, B x C x 1 x W (or the full
         shape in "local" mode) and B x C x H x 1 (or full)."""
         b, c, h, w = x.shape
+        if self.mean_mode == "global" and x.is_contiguous(memory_format=torch.channels_last):
+            return self._channels_last_terms(x)
         f_c = self.conv_c(x.mean(1, keepdim=True))  # B x 1 x H x W
         if self.mean_mode == "global":
             mean_h = x.mean(2)  # B x C x W, a one-channel C x W map
@@ -151,6 +168,48 @@ class GAMA(nn.Module):
             mean_w = _box_mean(x, 3, self.local_size)
             f_w = self.conv_w(mean_w.permute(0, 3, 2, 1).reshape(b * w, 1, h, c))
             f_w = f_w.view(b, w, h, c).permute(0, 3, 2, 1)
+        return f_c, f_h, f_w
+
+    def add_terms_(self, x: torch.Tensor) -> torch.Tensor:
+        """``x += f_c + f_h + f_w`` in place (inference only), returning ``x``.
+
+        On channels-last memory in bf16/fp16 each term is added as a rank-1 matrix update: a broadcast
+        ``add_`` whose innermost stride is 0 is not vectorised for those types on the CPU and costs 12-15x
+        more (benchmarks.md, "Where the time goes").
+        """
+        f_c, f_h, f_w = self.terms(x)
+        if x.dtype == torch.float32 or not x.is_contiguous(memory_format=torch.channels_last) or self.mean_mode != "global":
+            return x.add_(f_c).add_(f_h).add_(f_w)
+        b, c, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1)  # views of x's own memory: the updates write into x
+        ones = torch.ones(max(c, h, w), 1, dtype=x.dtype, device=x.device)
+        nhwc.reshape(b * h * w, c).addmm_(f_c.reshape(b * h * w, 1), ones[:c].T)
+        nhwc.reshape(b, h, w * c).baddbmm_(ones[:h].expand(b, h, 1), f_h.permute(0, 2, 3, 1).reshape(b, 1, w * c))
+        nhwc.reshape(b * h, w, c).baddbmm_(ones[:w].expand(b * h, w, 1), f_w.permute(0, 2, 3, 1).reshape(b * h, 1, c))
+        return x
+
+    def _channels_last_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`terms` for activations in channels-last memory (as ``GAMAIR`` keeps them).
+
+        The means are matrix products with a vector of 1/n: on channels-last memory ``x.mean(2)`` and
+        ``x.mean(3)`` are strided reductions 7-35x slower than the GEMV on the CPU (benchmarks.md, "Where
+        the time goes"). The H and W terms come out in the same memory order as ``x``, so adding them is
+        a vectorised broadcast.
+        """
+        b, c, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1)  # a view: B x H x W x C, contiguous
+
+        def averager(n: int, column: bool = False) -> torch.Tensor:
+            shape = (n, 1) if column else (1, n)
+            return torch.full(shape, 1.0 / n, dtype=x.dtype, device=x.device)
+
+        mean_c = (nhwc.reshape(b, h * w, c) @ averager(c, column=True)).view(b, 1, h, w)
+        mean_h = (averager(h) @ nhwc.reshape(b, h, w * c)).view(b, 1, w, c)  # B x W x C
+        mean_w = (averager(w) @ nhwc.reshape(b * h, w, c)).view(b, 1, h, c)  # B x H x C, the H x C map
+        f_c = self.conv_c(mean_c)
+        f_h = self.conv_h(mean_h.transpose(2, 3))  # on the C x W map; B x 1 x C x W
+        f_h = f_h.view(b, c, w).transpose(1, 2).contiguous().view(b, 1, w, c).permute(0, 3, 1, 2)  # B x C x 1 x W
+        f_w = self.conv_w(mean_w).view(b, h, 1, c).permute(0, 3, 1, 2)  # B x C x H x 1
         return f_c, f_h, f_w
 
 
@@ -195,9 +254,7 @@ class GAMABlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate(self.conv2(self.conv1(self.norm1(x))))
         if isinstance(self.gama, GAMA) and not (torch.is_grad_enabled() and y.requires_grad):
-            # inference: y is this block's own fresh tensor, so GAMA's three maps are added in place
-            for term in self.gama.terms(y):
-                y.add_(term)
+            self.gama.add_terms_(y)  # inference: y is this block's own fresh tensor
         else:
             y = self.gama(y)
         x = self.conv3.add_to(x, y, self.beta)  # x + beta * conv3(y)
