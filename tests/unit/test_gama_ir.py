@@ -109,3 +109,14 @@ def test_gama_gives_the_same_result_in_either_memory_format():
     (plain * weights).sum().backward()
     (last * weights).sum().backward()
     torch.testing.assert_close(x_last.grad, x.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_model_runs_on_the_cpu_and_stays_bf16(make_tiny):
+    """A model cast to bf16 (no autocast) keeps bf16 through the inference fast paths."""
+    net = make_tiny().to(torch.bfloat16)
+    x = torch.rand(1, 1, 32, 32, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        y = net(x)
+        expected = make_tiny()(x.float())
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - expected).abs().max() < 0.05

@@ -47,7 +47,7 @@ class LayerNorm2d(nn.Module):
             average = torch.full((c, 1), 1.0 / c, dtype=dtype)
             centred = rows - rows @ average
             inv_std = torch.rsqrt((centred * centred) @ average + self.eps)
-            out = centred.mul_(inv_std).mul_(self.weight).add_(self.bias)
+            out = centred.mul_(inv_std).mul_(self.weight).add_(self.bias).to(x.dtype)
         return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
