@@ -6,6 +6,11 @@ BM3D on one image, plus a torch profile of the network's forward pass (top opera
 
     python benchmarks/throughput.py --model general-gray [--planes 8] [--threads 2] [--profile]
     python benchmarks/throughput.py --model photo-gray photo-rgb fluorescence general-gray --no-bm3d
+    python benchmarks/throughput.py --model general-gray --no-bm3d --max-tile 256 384 512   # the CPU tile cap
+
+``--max-tile`` sets the engine's largest automatic CPU tile (``engine.plan.CPU_MAX_TILE``) for each run in
+turn and adds a 1024 x 1024 plane; each row also gives the PSNR of the restored camera image against the
+clean one, so that a faster tile size that costs quality shows it.
 
 Several models: one row pair each (an RGB model restores the colour astronaut; a megapixel is a million
 pixel positions, whatever the channels).
@@ -44,7 +49,10 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true")
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--precision", default="auto", help="restore()'s precision: auto (bf16 on CPUs with native bf16) or fp32")
+    p.add_argument("--max-tile", type=int, nargs="+", default=None, help="CPU tile caps to compare (engine.plan.CPU_MAX_TILE)")
     args = p.parse_args(argv)
+    if args.max_tile:
+        return tile_sweep(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     cam = datasets.photo("camera")
@@ -88,6 +96,38 @@ def main(argv=None):
             with profile() as prof:
                 net(x)
         print("\n```\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10) + "\n```")
+
+
+def tile_sweep(args) -> None:
+    """MP/s and PSNR of ``restore()`` with each CPU tile cap, on 512 px and 1024 px planes."""
+    from napari_gama_ir.engine import plan
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sigma = 25 / 255
+    cam = datasets.photo("camera")
+    big = np.block([[cam, cam[:, ::-1]], [cam[::-1], cam[::-1, ::-1]]])  # 1024 x 1024, mirrored so no seams
+    rng = np.random.default_rng(0)
+    noisy = (cam + rng.normal(0, sigma, cam.shape)).astype(np.float32)
+    noisy_big = (big + rng.normal(0, sigma, big.shape)).astype(np.float32)
+    stack = np.stack([noisy] * args.planes)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {args.precision}\n")
+    print("| model | CPU tile cap | tiles of a 512 / 1024 px plane | MP/s, one 512 px | MP/s, stack of 512 px | MP/s, one 1024 px | PSNR 512 / 1024 (dB) |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.model:
+        net = load_model(name)
+        for cap in args.max_tile:
+            plan.CPU_MAX_TILE = cap
+            kw = dict(device="cpu", precision=args.precision)
+            restore(noisy, net, **kw)  # warm-up
+            out = restore(noisy, net, **kw)
+            out_big = restore(noisy_big, net, **kw)
+            tiles = [plan.plan_restore(x, net, **kw).tiles_per_image for x in (noisy, noisy_big)]
+            one = 0.262144 / timed(lambda: restore(noisy, net, **kw))
+            many = 0.262144 * args.planes / timed(lambda: restore(stack, net, axes="ZYX", **kw), 2)
+            large = 1.048576 / timed(lambda: restore(noisy_big, net, **kw), 2)
+            psnr = [10 * np.log10(1 / np.mean((np.clip(o, 0, 1) - c) ** 2)) for o, c in ((out, cam), (out_big, big))]
+            print(f"| {name} | {cap} | {tiles[0]} / {tiles[1]} | {one:.3f} | {many:.3f} | {large:.3f} | {psnr[0]:.2f} / {psnr[1]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
