@@ -181,6 +181,7 @@ class GAMA(nn.Module):
         if x.dtype == torch.float32 or not x.is_contiguous(memory_format=torch.channels_last) or self.mean_mode != "global":
             return x.add_(f_c).add_(f_h).add_(f_w)
         b, c, h, w = x.shape
+        f_c, f_h, f_w = (f.to(x.dtype) for f in (f_c, f_h, f_w))  # no-ops unless autocast mixed the types
         nhwc = x.permute(0, 2, 3, 1)  # views of x's own memory: the updates write into x
         ones = torch.ones(max(c, h, w), 1, dtype=x.dtype, device=x.device)
         nhwc.reshape(b * h * w, c).addmm_(f_c.reshape(b * h * w, 1), ones[:c].T)
