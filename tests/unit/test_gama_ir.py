@@ -120,3 +120,21 @@ def test_bf16_model_runs_on_the_cpu_and_stays_bf16(make_tiny):
         expected = make_tiny()(x.float())
     assert y.dtype == torch.bfloat16
     assert (y.float() - expected).abs().max() < 0.05
+
+
+def test_fine_tuning_only_biases_and_residual_scales_gets_their_gradients(make_tiny, monkeypatch):
+    """With the weights frozen, the CPU fast paths step aside so that biases, beta and gamma still learn."""
+    import napari_gama_ir.model.gama_ir as gama_ir
+
+    def grads(fast: bool) -> dict:
+        monkeypatch.setattr(gama_ir, "_MKLDNN_POINTWISE", fast)
+        net = make_tiny()
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.endswith(("bias", "beta", "gamma")))
+        net(torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))).square().mean().backward()
+        return {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
+
+    fast, plain = grads(True), grads(False)
+    assert all(g is not None for g in fast.values())
+    for name in plain:
+        torch.testing.assert_close(fast[name], plain[name], rtol=1e-4, atol=1e-6)

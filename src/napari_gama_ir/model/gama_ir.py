@@ -32,7 +32,7 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and x.is_floating_point() and x.is_contiguous(memory_format=torch.channels_last)
-                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):  # fmt: skip
+                and not _needs_grad(x, self.weight, self.bias)):  # fmt: skip
             return self._cpu_inference(x)
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
@@ -61,6 +61,18 @@ def _mkldnn_pointwise_available() -> bool:
 _MKLDNN_POINTWISE = _mkldnn_pointwise_available()
 
 
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device argument
+        return torch.is_autocast_cpu_enabled()
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd must see these tensors' operations (the fast paths have no backward)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 convolution that, in CPU fp32 inference, always runs oneDNN's kernel and can add a residual
     in the same kernel.
@@ -74,11 +86,10 @@ class PointwiseConv(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1)
 
-    def _fast(self, x: torch.Tensor) -> bool:
+    def _fast(self, x: torch.Tensor, *others: torch.Tensor) -> bool:
         return (
             _MKLDNN_POINTWISE and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-            and not torch.is_autocast_enabled("cpu")
+            and not _needs_grad(x, self.weight, self.bias, *others) and not _cpu_autocast_enabled()
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +99,7 @@ class PointwiseConv(nn.Conv2d):
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``residual + scale * conv(x)``, with ``scale`` (1 x C x 1 x 1) per output channel."""
-        if self._fast(x) and residual.dtype == x.dtype and residual.shape[1] == self.out_channels:
+        if self._fast(x, residual, scale) and residual.dtype == x.dtype and residual.shape[1] == self.out_channels:
             weight = self.weight * scale.view(-1, 1, 1, 1)  # scale folded into the weights: one kernel, one pass
             bias = self.bias * scale.view(-1)
             return torch.ops.mkldnn._convolution_pointwise.binary(
@@ -254,7 +265,7 @@ class GAMABlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate(self.conv2(self.conv1(self.norm1(x))))
-        if isinstance(self.gama, GAMA) and not (torch.is_grad_enabled() and y.requires_grad):
+        if isinstance(self.gama, GAMA) and not _needs_grad(y, *self.gama.parameters()):
             self.gama.add_terms_(y)  # inference: y is this block's own fresh tensor
         else:
             y = self.gama(y)
