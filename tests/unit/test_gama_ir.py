@@ -122,15 +122,16 @@ def test_bf16_model_runs_on_the_cpu_and_stays_bf16(make_tiny):
     assert (y.float() - expected).abs().max() < 0.05
 
 
-def test_fine_tuning_only_biases_and_residual_scales_gets_their_gradients(make_tiny, monkeypatch):
-    """With the weights frozen, the CPU fast paths step aside so that biases, beta and gamma still learn."""
+@pytest.mark.parametrize("trainable", [("beta", "gamma"), ("bias", "beta", "gamma")])
+def test_fine_tuning_a_few_parameters_gets_their_gradients(make_tiny, monkeypatch, trainable):
+    """With the rest frozen, the CPU fast paths step aside so that biases, beta and gamma still learn."""
     import napari_gama_ir.model.gama_ir as gama_ir
 
     def grads(fast: bool) -> dict:
         monkeypatch.setattr(gama_ir, "_MKLDNN_POINTWISE", fast)
         net = make_tiny()
         for name, p in net.named_parameters():
-            p.requires_grad_(name.endswith(("bias", "beta", "gamma")))
+            p.requires_grad_(name.endswith(trainable))
         net(torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))).square().mean().backward()
         return {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
 
