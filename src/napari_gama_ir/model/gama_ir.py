@@ -12,6 +12,9 @@ Restoration", arXiv 2404.00807. No official code exists; this file follows what 
             c->2c + PixelShuffle(2); bias in the GAMA convs, nothing else inside GAMA.
 - [ours]    ``mean_mode="local"`` replaces the global means by box means of ``local_size`` input pixels
             (NAFNet's TLC idea, Chu et al., arXiv 2112.04491), which makes the receptive field finite.
+- [ours]    inference without gradients takes faster kernels for the same arithmetic (to float rounding):
+            means and LayerNorm statistics as matrix products, 1x1 convolutions on oneDNN with the
+            residual added in the kernel, GAMA's maps added in place. Training runs the plain code.
 """
 
 from __future__ import annotations
