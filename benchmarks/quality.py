@@ -83,6 +83,7 @@ def main(argv=None):
     p.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--mean-mode", default=None)
+    p.add_argument("--precision", default="auto", help="restore()'s precision (auto: bf16 on CPUs with native bf16)")
     p.add_argument("--rgb", action="store_true", help="colour photographs (astronaut, chelsea) instead of grayscale")
     p.add_argument("--write-card", action="store_true", help="store the model's held-out results in its card")
     args = p.parse_args(argv)
@@ -99,7 +100,8 @@ def main(argv=None):
             for method, fn in methods.items():
                 t = time.perf_counter()
                 if fn is None:
-                    out = restore(noisy, net, axes="YXC" if args.rgb else "YX", device="cpu", mean_mode=args.mean_mode)
+                    out = restore(noisy, net, axes="YXC" if args.rgb else "YX", device="cpu", mean_mode=args.mean_mode,
+                                  precision=args.precision)
                 else:
                     out = fn(noisy, sigma / 255)
                 dt = time.perf_counter() - t
