@@ -12,9 +12,9 @@ Restoration", arXiv 2404.00807. No official code exists; this file follows what 
             c->2c + PixelShuffle(2); bias in the GAMA convs, nothing else inside GAMA.
 - [ours]    ``mean_mode="local"`` replaces the global means by box means of ``local_size`` input pixels
             (NAFNet's TLC idea, Chu et al., arXiv 2112.04491), which makes the receptive field finite.
-- [ours]    inference without gradients takes faster kernels for the same arithmetic (to float rounding):
-            means and LayerNorm statistics as matrix products, 1x1 convolutions on oneDNN with the
-            residual added in the kernel, GAMA's maps added in place. Training runs the plain code.
+- [ours]    faster kernels for the same arithmetic (to float rounding): GAMA's means as matrix products
+            on channels-last memory (training too); without gradients also 1x1 convolutions on oneDNN
+            with the residual added in the kernel and GAMA's maps added in place.
 """
 
 from __future__ import annotations
@@ -34,24 +34,10 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.is_floating_point() and x.is_contiguous(memory_format=torch.channels_last)
-                and not _needs_grad(x, self.weight, self.bias)):  # fmt: skip
-            return self._cpu_inference(x)
+        # One fused kernel over the channel axis. Its statistics as GEMVs (faster alone on a busy core)
+        # made the whole network 3-10 % slower on 2 threads (benchmarks.md), so this stays.
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
-
-    def _cpu_inference(self, x: torch.Tensor) -> torch.Tensor:
-        """The same normalisation with the two channel means as GEMVs: ``F.layer_norm`` works row by row,
-        which for 16-64 channels per pixel costs 1.5-2x more on the CPU (benchmarks.md, "Where the time goes")."""
-        b, c, h, w = x.shape
-        dtype = torch.promote_types(x.dtype, torch.float32)  # statistics in fp32 (or fp64) even for bf16 input
-        rows = x.permute(0, 2, 3, 1).reshape(-1, c).to(dtype)  # one row of C values per pixel (a view for fp32)
-        with torch.autocast("cpu", enabled=False):
-            average = torch.full((c, 1), 1.0 / c, dtype=dtype)
-            centred = rows - rows @ average
-            inv_std = torch.rsqrt((centred * centred) @ average + self.eps)
-            out = centred.mul_(inv_std).mul_(self.weight).add_(self.bias).to(x.dtype)
-        return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def _mkldnn_pointwise_available() -> bool:
