@@ -51,10 +51,10 @@ def main(argv=None):
     p.add_argument("--precision", default="auto", help="restore()'s precision: auto (bf16 on CPUs with native bf16) or fp32")
     p.add_argument("--max-tile", type=int, nargs="+", default=None, help="CPU tile caps to compare (engine.plan.CPU_MAX_TILE)")
     args = p.parse_args(argv)
-    if args.max_tile:
-        return tile_sweep(args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.max_tile:
+        return tile_sweep(args)
     cam = datasets.photo("camera")
     sigma = 25 / 255
     noisy = (cam + np.random.default_rng(0).normal(0, sigma, cam.shape)).astype(np.float32)
@@ -102,8 +102,6 @@ def tile_sweep(args) -> None:
     """MP/s and PSNR of ``restore()`` with each CPU tile cap, on 512 px and 1024 px planes."""
     from napari_gama_ir.engine import plan
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sigma = 25 / 255
     cam = datasets.photo("camera")
     big = np.block([[cam, cam[:, ::-1]], [cam[::-1], cam[::-1, ::-1]]])  # 1024 x 1024, mirrored so no seams
