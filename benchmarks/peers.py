@@ -76,7 +76,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtypes = [torch.float32] if args.device == "cpu" else [torch.float32, torch.float16]
+    dtypes = [torch.float32] if args.device == "cpu" else [torch.float32, torch.float16, torch.bfloat16]
     models = {"GAMA-IR S (ours)": gama_s, "NAFNet-w32 (SIDD)": nafnet_w32, "Restormer": restormer}
     if args.only is None:
         name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -75,6 +75,9 @@ def _wheel_photo(name: str) -> np.ndarray:
 
 
 def _photo(name: str) -> np.ndarray:
+    saved = CACHE / "photos" / f"{name}.npy"  # written by export_photos(), for machines without these packages
+    if saved.exists():
+        return np.load(saved, allow_pickle=False)
     from skimage import data
 
     if name in WHEEL_PHOTOS:
@@ -84,6 +87,14 @@ def _photo(name: str) -> np.ndarray:
     else:
         img = getattr(data, name)()
     return img
+
+
+def export_photos(folder: Path) -> None:
+    """Save every photograph of the split as ``folder/photos/NAME.npy`` (the same pixels), so that a
+    machine without scikit-image's data or network access can use ``GAMA_IR_DATA_CACHE=folder``."""
+    (folder / "photos").mkdir(parents=True, exist_ok=True)
+    for name in TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS:
+        np.save(folder / "photos" / f"{name}.npy", _photo(name), allow_pickle=False)
 
 
 def photo(name: str, rgb: bool = False) -> np.ndarray:

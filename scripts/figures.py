@@ -2,7 +2,7 @@
 
 Each figure: noisy | restored | clean, on a held-out image (scripts/datasets.py), with PSNR in the labels.
 
-    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray] [--out docs/images]
+    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S] [--out docs/images]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from napari_gama_ir.training.losses import psnr  # noqa: E402
 
 def example(model_name: str):
     """(clean, noisy, axes, what) for a model: a held-out image with the noise the model is for."""
-    if model_name == "fluorescence":
+    if model_name.startswith("fluorescence"):
         from fluorescence import add_noise
 
         clean = list(datasets.bbbc007().values())[datasets.BBBC007_SPLIT["eval"][0]]

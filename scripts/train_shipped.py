@@ -101,6 +101,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--save-as", default=None, help="the saved model's name (default: the recipe's), e.g. fluorescence-S")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; loaded as float32)")
     p.add_argument("--checkpoint", default=None, help="checkpoint stem (resumable with --resume)")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
@@ -120,7 +122,7 @@ def main(argv=None) -> None:
         clean=list(train.values()), base=base, mode="synthetic", steps=args.steps,
         max_minutes=args.minutes, patch_size=patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
-        device=args.device, name=args.name, checkpoint=args.checkpoint, resume=args.resume,
+        device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256,
         data_note=data_note(recipe, train, val),
     )  # fmt: skip
@@ -134,6 +136,9 @@ def main(argv=None) -> None:
     net = run_finetune(iter_finetune(opts), log)
     command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     training = {**net.card.training, "command": command, "torch": torch.__version__, "hardware": hardware(net.card.training["device"])}
+    if args.half:
+        net.half()
+        training["weights_dtype"] = "float16"
     if args.base:  # a continued run: keep the earlier phase(s) in the card
         from napari_gama_ir import load_model
 
@@ -145,7 +150,7 @@ def main(argv=None) -> None:
         description=recipe["description"], domain=recipe["domain"], axes_hint="YXC" if recipe["rgb"] else "YX",
         training=training,
     )  # fmt: skip
-    path = save_model(net, Path(args.out) / args.name)
+    path = save_model(net, Path(args.out) / (args.save_as or args.name))
     print(f"saved {path} after {(time.time() - t0) / 60:.1f} min")
 
 

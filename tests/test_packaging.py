@@ -16,6 +16,7 @@ def test_shipped_models_have_weights_and_cards():
     assert weights, f"no shipped model in {folder}"
     for path in weights:
         assert path.with_suffix(".json").exists()
+        assert path.stat().st_size < 50e6, f"{path.name} is over 50 MB"
         net = load_model(path)
         assert net.card.name == path.stem
         assert net.card.training.get("command"), "a shipped card must record the command that trained it"

@@ -18,7 +18,23 @@ def test_auto_picks_cuda_with_mixed_precision(tiny_model):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
 def test_gpu_matches_cpu(tiny_model, noisy_zyx, precision):
+    """Whole planes, one chunk, each precision (the accelerator path, engine.resident)."""
     cpu = restore(noisy_zyx, tiny_model, axes="ZYX", device="cpu").astype(np.float64)
     gpu = restore(noisy_zyx, tiny_model, axes="ZYX", device="cuda", precision=precision).astype(np.float64)
-    tol = {"fp32": 1e-3, "fp16": 2.0, "bf16": 8.0}[precision]  # uint16 steps
+    # uint16 steps; fp32 convolutions on the GPU use TF32 (PyTorch's cuDNN default), so a value may round the other way
+    tol = {"fp32": 1.0, "fp16": 2.0, "bf16": 8.0}[precision]
     assert np.abs(cpu - gpu).max() <= tol
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_gpu_tiles_and_chunks_match_cpu(make_tiny, rng, monkeypatch, dtype):
+    """Several chunks in flight (the result of one copied back while the next computes), several tiles and
+    batches per plane, channels run one by one: the same as the CPU's host path."""
+    monkeypatch.setattr("napari_gama_ir.engine.plan.CHUNK_BYTES", 2 * 3 * 4 * 72 * 80)
+    monkeypatch.setattr("napari_gama_ir.engine.plan.GPU_CHUNK_FACTOR", 1)  # 2 planes per chunk on the GPU too
+    data = (rng.random((5, 72, 80, 3)) * 250).astype(dtype)
+    net = make_tiny()
+    opts = dict(axes="ZYXC", tile=48, overlap=16, batch_size=3)
+    cpu = restore(data, net, device="cpu", precision="fp32", **opts).astype(np.float64)
+    gpu = restore(data, net, device="cuda", precision="fp32", **opts).astype(np.float64)
+    assert np.abs(cpu - gpu).max() <= (1 if dtype != "float32" else 0.5)  # TF32 convolutions, see above

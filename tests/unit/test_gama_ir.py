@@ -139,3 +139,21 @@ def test_fine_tuning_a_few_parameters_gets_their_gradients(make_tiny, monkeypatc
     assert all(g is not None for g in fast.values())
     for name in plain:
         torch.testing.assert_close(fast[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "w16"])
+def test_nchw_memory_gives_the_channels_last_result(preset, monkeypatch):
+    """The plain NCHW layout (an option on GPUs, GPU_CHANNELS_LAST) computes the same network."""
+    from napari_gama_ir.model import gama_ir
+
+    torch.manual_seed(0)
+    net = build_model(preset)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                param.fill_(0.5)
+        x = torch.rand(2, 1, 48, 40)
+        channels_last = net(x)
+        monkeypatch.setattr(gama_ir, "_use_channels_last", lambda device: False)
+        nchw = net(x)
+    torch.testing.assert_close(nchw, channels_last, atol=2e-5, rtol=1e-4)

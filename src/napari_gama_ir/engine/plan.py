@@ -22,7 +22,10 @@ GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
 CHUNK_BYTES = 64 << 20  # float32 bytes of input planes per chunk (a 1 GB uint16 run peaked at 2.2 GB RSS with 256 MiB)
-GPU_BYTES_PER_PIXEL_PER_WIDTH = 48  # estimated peak activation bytes per pixel per unit of width (fp16), with margin; not yet measured on a GPU
+GPU_CHUNK_FACTOR = 4  # chunks 4x larger on a GPU: up to 1.7x the MP/s on an H200 (benchmarks.md, "GPU")
+# peak activation bytes per pixel per unit of width in fp16: measured 29.8 ("w16") and 33.6 ("S") on an H200
+# with channels-last activations (benchmarks.md, "GPU"); 48 leaves room for the NCHW LayerNorm's temporaries
+GPU_BYTES_PER_PIXEL_PER_WIDTH = 48
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
@@ -203,7 +206,8 @@ def plan_restore(
             b = max(1, CPU_PIXELS_PER_BATCH // area)
         b = min(b, 64)
     plane_bytes = 4 * layout.channels * y * x
-    chunk_planes = max(1, min(layout.planes, CHUNK_BYTES // plane_bytes))
+    chunk_bytes = CHUNK_BYTES * (GPU_CHUNK_FACTOR if dev.type != "cpu" else 1)
+    chunk_planes = max(1, min(layout.planes, chunk_bytes // plane_bytes))
 
     mode = mean_mode or card.inference.get("mean_mode", "global")
     if mode not in ("global", "local"):

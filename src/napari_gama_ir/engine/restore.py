@@ -3,6 +3,8 @@
 Data flows as (planes, C, Y, X) chunks of a dask array: read (one chunk ahead, in a reading thread),
 normalise with the stack's statistics, cut each image into overlapping tiles, run tiles through the
 network in batches, blend, invert the normalisation, cast, and hand the planes to a sink.
+On a GPU all of that after the read runs on the device (``engine.resident``), and a chunk's result is
+copied back while the device computes the next one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..io.normalize import Normalizer, cast_to
 from ..io.sinks import ArraySink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
+from . import resident
 from .plan import AUTO_OVERLAP, RestorePlan, _active_client, plan_restore
 from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory, pick_device, pick_precision
 
@@ -53,22 +56,34 @@ class TileSettings:
     align: int = 1  # tiles start on multiples of this (the network's 2 ** levels), see aligned_tiling
     backoff: dict = field(default_factory=dict, compare=False, repr=False)
     "Batch, tile and overlap reduced after out-of-memory; later chunks start from them, not from the plan."
+    force_resident: bool = False  # run the accelerator path (engine.resident) on the CPU too (tests)
+
+    @property
+    def resident(self) -> bool:
+        """True when a chunk is processed where the network runs (a GPU), not in host numpy."""
+        return self.force_resident or self.device.split(":")[0] in ("cuda", "mps")
 
 
-def _predict(net, batch: np.ndarray, settings: TileSettings) -> np.ndarray:
+def _predict(net, batch, settings: TileSettings):
+    """Network output (float32) for a batch of tiles: numpy in, numpy out; a device tensor stays there."""
     device = torch.device(settings.device)
     with torch.inference_mode(), autocast(device, settings.precision):
+        if isinstance(batch, torch.Tensor):
+            return net(batch).float()
         x = torch.from_numpy(batch).to(device, non_blocking=True)
         return net(x).float().cpu().numpy()
 
 
-def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int, None, np.ndarray]:
+def iter_tiles(net, images, settings: TileSettings) -> Generator[int, None, np.ndarray]:
     """Restore (N, C, Y, X) float32 images tile by tile; yields tiles done per batch, returns (N, C', Y, X).
 
+    ``images`` is a numpy array (the host path) or a tensor on the network's device (the accelerator
+    path: tiles are cut, run and blended there, and the result is a tensor on that device).
     The images are padded like the network pads them and tiles start on its ``settings.align`` grid
     (:func:`aligned_tiling`), so a network with a finite receptive field gives the untiled result.
     On out-of-memory the batch is halved, then the tile, and the work is retried.
     """
+    on_device = isinstance(images, torch.Tensor)
     n, _, h, w = images.shape
     tile = settings.backoff.get("tile", settings.tile)
     overlap = settings.backoff.get("overlap", settings.overlap)
@@ -77,15 +92,21 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
     while True:
         try:
             padded, tile, overlap = aligned_tiling((h, w), tile, overlap, settings.align)
-            source = _pad_like_network(images, padded)
+            if on_device:
+                source = resident.pad_like_network(images, padded)
+                merger = resident.TensorMerger((n, net.out_channels, *padded), images.device)
+                stack = torch.stack
+            else:
+                source = _pad_like_network(images, padded)
+                merger = ArrayMerger((n, net.out_channels, *padded))
+                stack = np.stack
             corners = tile_grid(padded, tile, overlap)
-            merger = ArrayMerger((n, net.out_channels, *padded))
             for corner in corners:
                 merger.set_window(corner, blend_window(tile, overlap, corner, padded, kind=settings.window))
             jobs = [(i, y, x) for i in range(n) for (y, x) in corners]
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
-                tiles = np.stack([source[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
+                tiles = stack([source[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
                 with FORWARD_LOCK:
                     pred = _predict(net, tiles, settings)
                 for values, location in zip(pred, chunk):
@@ -97,6 +118,7 @@ def iter_tiles(net, images: np.ndarray, settings: TileSettings) -> Generator[int
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
+            merger = source = tiles = pred = None  # free them before the retry
             if settings.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             if batch > 1:
@@ -125,11 +147,27 @@ def _pad_like_network(images: np.ndarray, padded: tuple[int, int]) -> np.ndarray
 
 def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
     """Restore raw (k, C, Y, X) planes; yields tiles done per batch, returns (k, C, Y, X) of ``out_dtype``."""
+    if settings.resident:
+        pending = yield from iter_block_resident(net, raw, normalizer, settings, out_dtype, separate)
+        return pending.result()
     _check_finite(raw)
     x = normalizer.forward(raw)
     k, c, h, w = x.shape
     y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
     return cast_to(normalizer.inverse(y.reshape(k, -1, h, w)), out_dtype)
+
+
+def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
+    """:func:`iter_block` with every step after the upload on the network's device; returns a
+    :class:`~napari_gama_ir.engine.resident.PendingBlock` whose copy to the host is under way."""
+    device = torch.device(settings.device)
+    x = resident.upload(raw, device)
+    finite = torch.isfinite(x).all() if raw.dtype.kind == "f" else None  # checked when the result is read
+    x = resident.normalize(x, normalizer)
+    k, c, h, w = x.shape
+    y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
+    values = resident.cast(resident.denormalize(y.reshape(k, -1, h, w), normalizer), out_dtype)
+    return resident.PendingBlock(values, out_dtype, finite)
 
 
 def restore_block(raw: np.ndarray, net, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
@@ -233,18 +271,27 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
     ) as net:
         net.to(plan.device)
         pending = reader.submit(_read, canonical, *bounds[0])
+        copying = None  # accelerator path: (first plane, PendingBlock) of the chunk before this one
         for j, (start, stop) in enumerate(bounds):
             raw = pending.result()
             if j + 1 < len(bounds):
                 pending = reader.submit(_read, canonical, *bounds[j + 1])
-            gen = iter_block(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
+            run = iter_block_resident if settings.resident else iter_block
+            gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
             while True:
                 try:
                     done += next(gen)
                 except StopIteration as finished:
-                    yield start, finished.value
+                    if not settings.resident:
+                        yield start, finished.value
+                    else:  # this chunk is queued on the device: now hand over the one before it
+                        if copying is not None:
+                            yield copying[0], copying[1].result()
+                        copying = (start, finished.value)
                     break
                 yield Progress(done, total, f"planes {start + 1}-{stop} of {plan.layout.planes}")
+        if copying is not None:
+            yield copying[0], copying[1].result()
 
 
 def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:

@@ -78,11 +78,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def free_gpu_bytes(device: torch.device) -> int | None:
-    """Free memory on a CUDA device, or None elsewhere."""
+    """Free memory on a CUDA device, or None elsewhere: the driver's free memory plus what PyTorch's caching
+    allocator holds unused (after a large job that cache can be most of the card)."""
     if device.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(device)
-    return int(free)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free + max(0, cached))
 
 
 # --- a model that travels to dask workers as bytes and is built once per process -----------------

@@ -24,6 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+GPU_CHANNELS_LAST = False  # NCHW activations on a GPU: faster there (benchmarks.md); the CPU always uses channels-last
+
+
+def _use_channels_last(device: torch.device) -> bool:
+    return device.type == "cpu" or GPU_CHANNELS_LAST
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a B x C x H x W tensor, with a per-channel affine."""
 
@@ -34,6 +41,10 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last):  # NCHW memory (see GPU_CHANNELS_LAST)
+            mu = x.mean(1, keepdim=True)
+            var = (x - mu).pow(2).mean(1, keepdim=True)
+            return (x - mu) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         # One fused kernel over the channel axis. Its statistics as GEMVs (faster alone on a busy core)
         # made the whole network 3-10 % slower on 2 threads (benchmarks.md), so this stays.
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
@@ -173,12 +184,13 @@ class GAMA(nn.Module):
     def add_terms_(self, x: torch.Tensor) -> torch.Tensor:
         """``x += f_c + f_h + f_w`` in place (inference only), returning ``x``.
 
-        On channels-last memory in bf16/fp16 each term is added as a rank-1 matrix update: a broadcast
+        On the CPU, on channels-last memory in bf16/fp16, each term is added as a rank-1 matrix update: a broadcast
         ``add_`` whose innermost stride is 0 is not vectorised for those types on the CPU and costs 12-15x
         more (benchmarks.md, "Where the time goes").
         """
         f_c, f_h, f_w = self.terms(x)
-        if x.dtype == torch.float32 or not x.is_contiguous(memory_format=torch.channels_last) or self.mean_mode != "global":
+        cpu_half = x.device.type == "cpu" and x.dtype != torch.float32  # a GPU vectorises the broadcast itself
+        if not cpu_half or not x.is_contiguous(memory_format=torch.channels_last) or self.mean_mode != "global":
             return x.add_(f_c).add_(f_h).add_(f_w)
         b, c, h, w = x.shape
         f_c, f_h, f_w = (f.to(x.dtype) for f in (f_c, f_h, f_w))  # no-ops unless autocast mixed the types
@@ -359,7 +371,9 @@ class GAMAIR(nn.Module):
         x = self._pad(inp)
         # channels-last memory: LayerNorm runs on contiguous channels and the convs take oneDNN's fast
         # path (S at 256x256 on one CPU thread: 1.08 s -> 0.76 s, see docs/benchmarks.md)
-        feat = self.intro(x).contiguous(memory_format=torch.channels_last)
+        feat = self.intro(x)
+        if _use_channels_last(feat.device):
+            feat = feat.contiguous(memory_format=torch.channels_last)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             feat = encoder(feat)

@@ -1,0 +1,140 @@
+"""The accelerator path: a chunk crosses the bus once each way, as raw values in and output values out.
+
+On a GPU the host's numpy work (normalising, cutting tiles, blending, casting) would leave the device
+idle most of the time, so here all of it runs on the device: the raw chunk is uploaded from pinned
+memory, normalised, tiled, blended, mapped back and cast there, and the result comes back by an
+asynchronous copy (:class:`PendingBlock`) while the device already works on the next chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidInputError
+from ..io.normalize import Normalizer
+
+# numpy dtypes torch holds as they are; unsigned 16/32-bit travel as the signed type of the same bits
+_NATIVE = {np.dtype(t): getattr(torch, n) for t, n in [
+    ("uint8", "uint8"), ("int8", "int8"), ("int16", "int16"), ("int32", "int32"), ("int64", "int64"),
+    ("float16", "float16"), ("float32", "float32"), ("float64", "float64"),
+]}  # fmt: skip
+_UNSIGNED_AS_SIGNED = {np.dtype("uint16"): (np.int16, torch.int32, 0xFFFF), np.dtype("uint32"): (np.int32, torch.int64, 0xFFFFFFFF)}
+
+
+def upload(raw: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(k, C, Y, X) raw values of any accepted dtype -> the same values as float32 on ``device``.
+
+    uint16 and uint32 travel as int16 / int32 bit patterns (torch has little support for unsigned
+    types) and are widened on the device; uint64 is converted on the host.
+    """
+    raw = np.ascontiguousarray(raw)
+    if raw.dtype in _UNSIGNED_AS_SIGNED:
+        signed, wide, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
+        return (_to(torch.from_numpy(raw.view(signed)), device).to(wide) & mask).float()
+    if raw.dtype not in _NATIVE:
+        raw = raw.astype(np.float32)
+    return _to(torch.from_numpy(raw), device).float()
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":  # pinned memory: the copy runs asynchronously
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def normalize(x: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
+    """:meth:`Normalizer.forward` on a (k, C, Y, X) float32 tensor, where it lies."""
+    low, high = _bounds(normalizer, x.device)
+    return (x - low) / (high - low)
+
+
+def denormalize(y: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
+    """:meth:`Normalizer.inverse` on a (k, C, Y, X) float32 tensor, where it lies."""
+    low, high = _bounds(normalizer, y.device)
+    return y * (high - low) + low
+
+
+def _bounds(normalizer: Normalizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    low = torch.as_tensor(normalizer.low, device=device).view(1, -1, 1, 1)
+    high = torch.as_tensor(normalizer.high, device=device).view(1, -1, 1, 1)
+    return low, high
+
+
+def cast(values: torch.Tensor, dtype) -> torch.Tensor:
+    """:func:`~napari_gama_ir.io.normalize.cast_to` on the device: rounded and clipped to an integer
+    dtype's range, as a tensor holding that dtype's bits (see :class:`PendingBlock`)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return values.to(_NATIVE.get(dtype, torch.float64))
+    info = np.iinfo(dtype)
+    clipped = torch.round(values).clamp_(info.min, info.max)
+    if dtype in _UNSIGNED_AS_SIGNED:
+        _, wide, _ = _UNSIGNED_AS_SIGNED[dtype]
+        signed = torch.int16 if dtype == np.uint16 else torch.int32
+        return clipped.to(wide).to(signed)  # keeps the low bits: the unsigned value's bit pattern
+    if dtype in _NATIVE:
+        return clipped.to(_NATIVE[dtype])
+    return clipped.double()  # uint64: cast on the host
+
+
+class PendingBlock:
+    """Output on its way to the host: the copy is queued behind the device's work; ``result()`` waits."""
+
+    def __init__(self, values: torch.Tensor, dtype, finite: torch.Tensor | None = None) -> None:
+        self.dtype = np.dtype(dtype)
+        self.finite = finite
+        if values.device.type == "cuda":
+            self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            self.host.copy_(values, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = values.cpu(), None
+
+    def result(self) -> np.ndarray:
+        """The (k, C, Y, X) block as a numpy array of the output dtype."""
+        if self.event is not None:
+            self.event.synchronize()
+        if self.finite is not None and not bool(self.finite):
+            raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
+        out = self.host.numpy()
+        if out.dtype != self.dtype:
+            out = out.view(self.dtype) if out.dtype.itemsize == self.dtype.itemsize and self.dtype.kind == "u" else out.astype(self.dtype)
+        return out
+
+
+def pad_like_network(images: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
+    """The tensor twin of ``engine.restore._pad_like_network`` (reflect, or edge for tiny images)."""
+    h, w = images.shape[-2:]
+    ph, pw = padded[0] - h, padded[1] - w
+    if not (ph or pw):
+        return images
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(images, (0, pw, 0, ph), mode=mode)
+
+
+class TensorMerger:
+    """:class:`~napari_gama_ir.tiling.merge.ArrayMerger` on the device: weighted tiles summed where they lie."""
+
+    def __init__(self, shape: tuple[int, int, int, int], device: torch.device) -> None:
+        self.values = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.weights = torch.zeros(shape[-2:], dtype=torch.float32, device=device)
+        self._windows: dict[tuple[int, int], torch.Tensor] = {}
+
+    def set_window(self, corner: tuple[int, int], window: np.ndarray) -> None:
+        window_t = torch.from_numpy(window).to(self.values.device)
+        self._windows[corner] = window_t
+        y, x = corner
+        h, w = window_t.shape
+        self.weights[y : y + h, x : x + w] += window_t
+
+    def add(self, values: torch.Tensor, location: tuple[int, int, int]) -> None:
+        n, y, x = location
+        window = self._windows[(y, x)]
+        h, w = window.shape
+        self.values[n, :, y : y + h, x : x + w].addcmul_(values, window)
+
+    def finalize(self) -> torch.Tensor:
+        return self.values.div_(self.weights)

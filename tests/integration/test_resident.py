@@ -1,0 +1,78 @@
+"""The accelerator path (engine.resident: normalise, tile, blend and cast where the network runs, the
+result copied back while the next chunk computes) gives what the host path gives. Run here on the CPU
+with ``force_resident``; tests/integration/test_gpu.py runs it on CUDA."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gama_ir import InvalidInputError, restore
+from napari_gama_ir.engine import resident
+from napari_gama_ir.engine import restore as engine
+
+OPTS = dict(tile=32, overlap=8, batch_size=3, device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def force_resident(monkeypatch):
+    """Every restore() in the test takes the accelerator path on the CPU."""
+    plain = engine._settings
+    monkeypatch.setattr(engine, "_settings", lambda plan: dataclasses.replace(plain(plan), force_resident=True))
+
+
+def _host(data, net, **kw):
+    return restore(data, net, **{**OPTS, **kw})
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "uint32", "float32", "float64"])
+def test_resident_matches_host_path(tiny_model, rng, monkeypatch, dtype):
+    scale = {"uint8": 250, "int16": 3000}.get(dtype, 60000)
+    data = (rng.random((5, 40, 44)) * scale).astype(dtype)  # 5 planes in chunks of 2: three chunks in flight
+    host = _host(data, tiny_model, axes="ZYX")
+    monkeypatch.setattr("napari_gama_ir.engine.plan.CHUNK_BYTES", 2 * 4 * 40 * 44)
+    plain = engine._settings
+    monkeypatch.setattr(engine, "_settings", lambda plan: dataclasses.replace(plain(plan), force_resident=True))
+    before = data.copy()
+    out = _host(data, tiny_model, axes="ZYX")
+    np.testing.assert_array_equal(data, before)
+    assert out.dtype == data.dtype and out.shape == data.shape
+    diff = np.abs(out.astype(np.float64) - host.astype(np.float64))
+    assert diff.max() <= (1 if dtype[0] in "ui" else 1e-3 * scale)  # rounding of equal values may differ by 1
+
+
+def test_resident_extremes_of_uint16_survive_the_signed_transport():
+    raw = np.array([0, 1, 32767, 32768, 65534, 65535], np.uint16).reshape(1, 1, 2, 3)
+    x = resident.upload(raw, torch.device("cpu"))
+    assert x.dtype == torch.float32 and x.flatten().tolist() == [0, 1, 32767, 32768, 65534, 65535]
+    back = resident.PendingBlock(resident.cast(x + 0.4, "uint16"), "uint16").result()
+    np.testing.assert_array_equal(back, raw)
+    over = resident.PendingBlock(resident.cast(x * 2 - 10, "uint16"), "uint16").result()  # clipped, not wrapped
+    np.testing.assert_array_equal(over.ravel(), [0, 0, 65524, 65526, 65535, 65535])
+
+
+@pytest.mark.parametrize("channels_of_model", [1, 3])
+def test_resident_rgb_matches_host(make_tiny, rgb, monkeypatch, channels_of_model):
+    net = make_tiny(in_channels=channels_of_model)  # 1: the model runs on each channel separately
+    host = restore(rgb, net, axes="YXC", **OPTS)
+    plain = engine._settings
+    monkeypatch.setattr(engine, "_settings", lambda plan: dataclasses.replace(plain(plan), force_resident=True))
+    out = restore(rgb, net, axes="YXC", **OPTS)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - host.astype(int)).max() <= 1
+
+
+def test_resident_rejects_nan(tiny_model, force_resident):
+    data = np.ones((2, 32, 32), np.float32)
+    data[1, 3, 4] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        restore(data, tiny_model, axes="ZYX", **OPTS)
+
+
+def test_resident_progress_reaches_total(tiny_model, noisy_zyx, force_resident):
+    seen = []
+    restore(noisy_zyx, tiny_model, axes="ZYX", progress=lambda d, t: seen.append((d, t)), **OPTS)
+    assert seen[-1][0] == seen[-1][1] > 0 and [d for d, _ in seen] == sorted(d for d, _ in seen)
