@@ -23,6 +23,7 @@ AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
 CHUNK_BYTES = 64 << 20  # float32 bytes of input planes per chunk (a 1 GB uint16 run peaked at 2.2 GB RSS with 256 MiB)
 GPU_CHUNK_FACTOR = 4  # chunks 4x larger on a GPU: up to 1.7x the MP/s on an H200 (benchmarks.md, "GPU")
+GPU_CHUNK_SHARE, GPU_CHUNK_COPIES = 0.25, 6  # a chunk on the GPU may take a quarter of its free memory
 # peak activation bytes per pixel per unit of width in fp16: measured 29.8 ("w16") and 33.6 ("S") on an H200
 # with channels-last activations (benchmarks.md, "GPU"); 48 leaves room for the NCHW LayerNorm's temporaries
 GPU_BYTES_PER_PIXEL_PER_WIDTH = 48
@@ -57,6 +58,7 @@ class RestorePlan:
     source: OpenedInput = field(repr=False)
     model: Any = field(repr=False)
     out_array: Any = field(default=None, repr=False)  # the caller's zarr array (``out=``), written in place
+    chunk_path: str = "auto"  # "host" when not even one plane fits on the GPU beside the network (engine.resident)
 
     @property
     def samples_per_plane(self) -> int:
@@ -208,6 +210,11 @@ def plan_restore(
     plane_bytes = 4 * layout.channels * y * x
     chunk_bytes = CHUNK_BYTES * (GPU_CHUNK_FACTOR if dev.type != "cpu" else 1)
     chunk_planes = max(1, min(layout.planes, chunk_bytes // plane_bytes))
+    chunk_path = "auto"
+    if free is not None:  # on the GPU a chunk holds about 6 float32 copies (input, padded, blended, output...)
+        fitting = int(GPU_CHUNK_SHARE * free) // (GPU_CHUNK_COPIES * plane_bytes)
+        chunk_planes = max(1, min(chunk_planes, fitting))
+        chunk_path = "auto" if fitting >= 1 else "host"  # a huge plane: tiles go to the GPU, the plane stays here
 
     mode = mean_mode or card.inference.get("mean_mode", "global")
     if mode not in ("global", "local"):
@@ -231,6 +238,7 @@ def plan_restore(
         precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
         out_path=out_path, distributed=_active_client() is not None and output != "dask", device_request=str(device),
         normalizer=normalizer, layout=layout, source=src, model=net, out_array=out if is_zarr_array(out) else None,
+        chunk_path=chunk_path,
     )  # fmt: skip
 
 

@@ -8,37 +8,53 @@ asynchronous copy (:class:`PendingBlock`) while the device already works on the 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
-from ..io.normalize import Normalizer
+from ..io.normalize import Normalizer, cast_to
 
 # numpy dtypes torch holds as they are; unsigned 16/32-bit travel as the signed type of the same bits
 _NATIVE = {np.dtype(t): getattr(torch, n) for t, n in [
     ("uint8", "uint8"), ("int8", "int8"), ("int16", "int16"), ("int32", "int32"), ("int64", "int64"),
     ("float16", "float16"), ("float32", "float32"), ("float64", "float64"),
 ]}  # fmt: skip
-_UNSIGNED_AS_SIGNED = {np.dtype("uint16"): (np.int16, torch.int32, 0xFFFF), np.dtype("uint32"): (np.int32, torch.int64, 0xFFFFFFFF)}
+_UNSIGNED_AS_SIGNED = {
+    np.dtype("uint16"): (np.dtype("int16"), torch.int16, torch.int32, 0xFFFF),
+    np.dtype("uint32"): (np.dtype("int32"), torch.int32, torch.int64, 0xFFFFFFFF),
+}
+
+
+def _on_device(dtype: np.dtype, device: torch.device) -> bool:
+    """Whether values of ``dtype`` can live on ``device`` (MPS has no 64-bit floats: 64-bit types stay on the host)."""
+    return not (device.type == "mps" and dtype.itemsize == 8)
 
 
 def upload(raw: np.ndarray, device: torch.device) -> torch.Tensor:
     """(k, C, Y, X) raw values of any accepted dtype -> the same values as float32 on ``device``.
 
     uint16 and uint32 travel as int16 / int32 bit patterns (torch has little support for unsigned
-    types) and are widened on the device; uint64 is converted on the host.
+    types) and are widened on the device; other types torch or the device lacks are converted to
+    float32 on the host.
     """
     raw = np.ascontiguousarray(raw)
+    if not raw.dtype.isnative:  # big-endian files: torch holds native byte order only
+        raw = raw.astype(raw.dtype.newbyteorder("="))
     if raw.dtype in _UNSIGNED_AS_SIGNED:
-        signed, wide, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
-        return (_to(torch.from_numpy(raw.view(signed)), device).to(wide) & mask).float()
-    if raw.dtype not in _NATIVE:
+        signed, _, wide, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
+        return (_to(raw.view(signed), device).to(wide) & mask).float()
+    if raw.dtype not in _NATIVE or not _on_device(raw.dtype, device):
         raw = raw.astype(np.float32)
-    return _to(torch.from_numpy(raw), device).float()
+    return _to(raw, device).float()
 
 
-def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _to(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    with warnings.catch_warnings():  # a read-only array (a memmap, a napari layer) is copied below, never written
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(array)
     if device.type == "cuda":  # pinned memory: the copy runs asynchronously
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
@@ -57,26 +73,27 @@ def denormalize(y: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
 
 
 def _bounds(normalizer: Normalizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    low = torch.as_tensor(normalizer.low, device=device).view(1, -1, 1, 1)
-    high = torch.as_tensor(normalizer.high, device=device).view(1, -1, 1, 1)
+    low = torch.as_tensor(normalizer.low, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    high = torch.as_tensor(normalizer.high, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return low, high
 
 
 def cast(values: torch.Tensor, dtype) -> torch.Tensor:
-    """:func:`~napari_gama_ir.io.normalize.cast_to` on the device: rounded and clipped to an integer
-    dtype's range, as a tensor holding that dtype's bits (see :class:`PendingBlock`)."""
+    """:func:`~napari_gama_ir.io.normalize.cast_to` on the device where it can run there: rounded and
+    clipped to an integer dtype's range, as a tensor holding that dtype's bits (uint16/uint32 as the
+    signed type of the same bits). Other dtypes (uint64; 64-bit types on MPS) come back as float32 and
+    :meth:`PendingBlock.result` casts them on the host."""
     dtype = np.dtype(dtype)
+    if dtype not in _NATIVE and dtype not in _UNSIGNED_AS_SIGNED or not _on_device(dtype, values.device):
+        return values
     if dtype.kind == "f":
-        return values.to(_NATIVE.get(dtype, torch.float64))
+        return values.to(_NATIVE[dtype])
     info = np.iinfo(dtype)
     clipped = torch.round(values).clamp_(info.min, info.max)
     if dtype in _UNSIGNED_AS_SIGNED:
-        _, wide, _ = _UNSIGNED_AS_SIGNED[dtype]
-        signed = torch.int16 if dtype == np.uint16 else torch.int32
+        _, signed, wide, _ = _UNSIGNED_AS_SIGNED[dtype]
         return clipped.to(wide).to(signed)  # keeps the low bits: the unsigned value's bit pattern
-    if dtype in _NATIVE:
-        return clipped.to(_NATIVE[dtype])
-    return clipped.double()  # uint64: cast on the host
+    return clipped.to(_NATIVE[dtype])
 
 
 class PendingBlock:
@@ -89,7 +106,7 @@ class PendingBlock:
             self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
             self.host.copy_(values, non_blocking=True)
             self.event = torch.cuda.Event()
-            self.event.record()
+            self.event.record(torch.cuda.current_stream(values.device))  # the copy's stream, on its GPU
         else:
             self.host, self.event = values.cpu(), None
 
@@ -100,9 +117,11 @@ class PendingBlock:
         if self.finite is not None and not bool(self.finite):
             raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
         out = self.host.numpy()
-        if out.dtype != self.dtype:
-            out = out.view(self.dtype) if out.dtype.itemsize == self.dtype.itemsize and self.dtype.kind == "u" else out.astype(self.dtype)
-        return out
+        if out.dtype == self.dtype:
+            return out
+        if self.dtype in _UNSIGNED_AS_SIGNED and out.dtype == _UNSIGNED_AS_SIGNED[self.dtype][0]:
+            return out.view(self.dtype)  # the unsigned bits that cast() kept
+        return cast_to(out, self.dtype)  # float32 values of a dtype the device does not hold
 
 
 def pad_like_network(images: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:

@@ -56,12 +56,14 @@ class TileSettings:
     align: int = 1  # tiles start on multiples of this (the network's 2 ** levels), see aligned_tiling
     backoff: dict = field(default_factory=dict, compare=False, repr=False)
     "Batch, tile and overlap reduced after out-of-memory; later chunks start from them, not from the plan."
-    force_resident: bool = False  # run the accelerator path (engine.resident) on the CPU too (tests)
+    chunk_path: str = "auto"  # "device" (engine.resident, also on the CPU: tests), "host", or "auto"
 
     @property
     def resident(self) -> bool:
         """True when a chunk is processed where the network runs (a GPU), not in host numpy."""
-        return self.force_resident or self.device.split(":")[0] in ("cuda", "mps")
+        if self.chunk_path != "auto":
+            return self.chunk_path == "device"
+        return self.device.split(":")[0] in ("cuda", "mps")
 
 
 def _predict(net, batch, settings: TileSettings):
@@ -225,7 +227,8 @@ def _mean_mode(net, mode: str, local_size: int):
 
 
 def _settings(plan: RestorePlan) -> TileSettings:
-    return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision, align=plan.align)
+    return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision, align=plan.align,
+                        chunk_path=plan.chunk_path)  # fmt: skip
 
 
 def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:
