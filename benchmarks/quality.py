@@ -55,8 +55,7 @@ def eval_images(rgb: bool) -> dict:
 
 def write_card(net, rows, method, names, args):
     """Put the model's held-out PSNR/SSIM per sigma (and the baselines') into its card, atomically."""
-    from napari_gama_ir import save_model
-    from napari_gama_ir.zoo.store import resolve_model_path
+    from napari_gama_ir.zoo.store import save_card
 
     per_sigma = {}
     for sigma in args.sigmas:
@@ -71,10 +70,7 @@ def write_card(net, rows, method, names, args):
     summary = f"held-out PSNR at sigma 25: {s25['model']['psnr']:.2f} dB (NLM {s25['NLM']['psnr']:.2f}" + (
         f", BM3D {s25['BM3D']['psnr']:.2f})" if "BM3D" in s25 else ")")
     metrics = {**net.card.metrics, "eval": {"images": names, "protocol": "benchmarks/quality.py", **per_sigma}, "summary": summary}
-    path = resolve_model_path(args.model)
-    net.card = net.card.replace(metrics=metrics)
-    save_model(net, path)
-    print(f"wrote held-out metrics into {path.with_suffix('.json')}", file=sys.stderr)
+    print(f"wrote held-out metrics into {save_card(net.card.replace(metrics=metrics), args.model)}", file=sys.stderr)  # weights untouched
 
 
 def main(argv=None):

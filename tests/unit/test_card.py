@@ -182,3 +182,16 @@ def test_a_pickle_posing_as_weights_is_never_run(saved):
     with pytest.raises(ModelFileError, match="not a readable safetensors"):
         load_model(saved)
     assert not marker.exists()
+
+
+def test_save_card_replaces_the_card_and_leaves_the_weights(tiny_model, tmp_path):
+    """Recording new metrics rewrites NAME.json only: float16 weights stay float16, byte for byte."""
+    from napari_gama_ir.zoo.store import save_card
+
+    path = save_model(tiny_model.half(), tmp_path / "half-model")
+    before = path.read_bytes()
+    card = load_model(path).card
+    card_path = save_card(card.replace(metrics={"summary": "new numbers"}), path)
+    assert card_path == path.with_suffix(".json") and path.read_bytes() == before
+    assert load_model(path).card.metrics == {"summary": "new numbers"}
+    assert all(t.dtype == torch.float16 for t in load_file(str(path)).values())

@@ -22,7 +22,7 @@ GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
 CHUNK_BYTES = 64 << 20  # float32 bytes of input planes per chunk (a 1 GB uint16 run peaked at 2.2 GB RSS with 256 MiB)
-GPU_CHUNK_FACTOR = 4  # chunks 4x larger on a GPU: up to 1.7x the MP/s on an H200 (benchmarks.md, "GPU")
+GPU_CHUNK_FACTOR = 4  # chunks 4x larger on a GPU: 1.7-1.8x the MP/s in bf16, 1.04-1.09x in fp16 on an H200 (benchmarks.md)
 GPU_CHUNK_SHARE, GPU_CHUNK_COPIES = 0.25, 6  # a chunk on the GPU may take a quarter of its free memory
 # peak activation bytes per pixel per unit of width in fp16: measured 29.8 ("w16") and 33.6 ("S") on an H200
 # with channels-last activations (benchmarks.md, "GPU"); 48 leaves room for the NCHW LayerNorm's temporaries

@@ -181,6 +181,16 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     return weights
 
 
+def save_card(card: ModelCard, name_or_path: str | os.PathLike) -> Path:
+    """Replace the card (``NAME.json``) of an existing model atomically, leaving its weights as they are
+    (e.g. to record new held-out metrics). Returns the card's path."""
+    weights = resolve_model_path(name_or_path)
+    card_path = weights.with_suffix(".json")
+    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(card.replace(name=weights.stem).to_json(), encoding="utf-8"))
+    _notify_models_changed(weights)
+    return card_path
+
+
 def _read_umask() -> int:
     mask = os.umask(0o022)  # os.umask can only be read by setting it: done once, at import
     os.umask(mask)
