@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InvalidInputError
 from ..io.normalize import Normalizer, cast_to
@@ -122,16 +121,6 @@ class PendingBlock:
         if self.dtype in _UNSIGNED_AS_SIGNED and out.dtype == _UNSIGNED_AS_SIGNED[self.dtype][0]:
             return out.view(self.dtype)  # the unsigned bits that cast() kept
         return cast_to(out, self.dtype)  # float32 values of a dtype the device does not hold
-
-
-def pad_like_network(images: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
-    """The tensor twin of ``engine.restore._pad_like_network`` (reflect, or edge for tiny images)."""
-    h, w = images.shape[-2:]
-    ph, pw = padded[0] - h, padded[1] - w
-    if not (ph or pw):
-        return images
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(images, (0, pw, 0, ph), mode=mode)
 
 
 class TensorMerger:

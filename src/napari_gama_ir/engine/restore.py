@@ -94,12 +94,11 @@ def iter_tiles(net, images, settings: TileSettings) -> Generator[int, None, np.n
     while True:
         try:
             padded, tile, overlap = aligned_tiling((h, w), tile, overlap, settings.align)
+            source = _pad_like_network(images, padded)
             if on_device:
-                source = resident.pad_like_network(images, padded)
                 merger = resident.TensorMerger((n, net.out_channels, *padded), images.device)
                 stack = torch.stack
             else:
-                source = _pad_like_network(images, padded)
                 merger = ArrayMerger((n, net.out_channels, *padded))
                 stack = np.stack
             corners = tile_grid(padded, tile, overlap)
@@ -136,15 +135,17 @@ def iter_tiles(net, images, settings: TileSettings) -> Generator[int, None, np.n
             settings.backoff.update(tile=tile, overlap=overlap, batch_size=batch)
 
 
-def _pad_like_network(images: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
-    """Pad (N, C, Y, X) at the bottom and right to ``padded`` as GAMAIR pads its input (reflect, or edge
-    when the image is too small to reflect)."""
+def _pad_like_network(images, padded: tuple[int, int]):
+    """Pad (N, C, Y, X) numpy images or a tensor at the bottom and right to ``padded`` as GAMAIR pads its
+    input (reflect, or edge when the image is too small to reflect)."""
     h, w = images.shape[-2:]
     ph, pw = padded[0] - h, padded[1] - w
     if not (ph or pw):
         return images
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+    reflect = ph < h and pw < w
+    if isinstance(images, torch.Tensor):
+        return torch.nn.functional.pad(images, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")
+    return np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if reflect else "edge")
 
 
 def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
@@ -275,11 +276,11 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
         net.to(plan.device)
         pending = reader.submit(_read, canonical, *bounds[0])
         copying = None  # accelerator path: (first plane, PendingBlock) of the chunk before this one
+        run = iter_block_resident if settings.resident else iter_block
         for j, (start, stop) in enumerate(bounds):
             raw = pending.result()
             if j + 1 < len(bounds):
                 pending = reader.submit(_read, canonical, *bounds[j + 1])
-            run = iter_block_resident if settings.resident else iter_block
             gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
             while True:
                 try:

@@ -175,7 +175,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     weights, card_path = path.with_name(stem + ".safetensors"), path.with_name(stem + ".json")
     _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "name": stem}))
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(card.to_json(), encoding="utf-8"))
+    _write_card(card, card_path)
     model.card = card
     _notify_models_changed(weights)
     return weights
@@ -186,9 +186,13 @@ def save_card(card: ModelCard, name_or_path: str | os.PathLike) -> Path:
     (e.g. to record new held-out metrics). Returns the card's path."""
     weights = resolve_model_path(name_or_path)
     card_path = weights.with_suffix(".json")
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(card.replace(name=weights.stem).to_json(), encoding="utf-8"))
+    _write_card(card.replace(name=weights.stem), card_path)
     _notify_models_changed(weights)
     return card_path
+
+
+def _write_card(card: ModelCard, card_path: Path) -> None:
+    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(card.to_json(), encoding="utf-8"))
 
 
 def _read_umask() -> int:
