@@ -99,6 +99,7 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "weights"))
     p.add_argument("--save-as", default=None, help="the saved model's name (default: the recipe's), e.g. fluorescence-S")
@@ -123,7 +124,7 @@ def main(argv=None) -> None:
         max_minutes=args.minutes, patch_size=patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
-        axes="YXC" if recipe["rgb"] else "YX", val_crop=256,
+        axes="YXC" if recipe["rgb"] else "YX", val_crop=256, sampler=args.sampler,
         data_note=data_note(recipe, train, val),
     )  # fmt: skip
     t0 = time.time()

@@ -140,3 +140,36 @@ def test_bad_patch_sizes_are_refused_with_the_value(pairs, bad):
     noisy, clean = pairs
     with pytest.raises(InvalidInputError, match="patch_size"):
         finetune(noisy, clean, steps=2, **{**small(), "patch_size": bad})
+
+
+def test_synthetic_training_with_batches_made_on_the_device(pairs, tmp_path):
+    """sampler="device" (the GPU default for synthetic noise) trains, is recorded, and resumes exactly."""
+    from napari_gama_ir.training import NoiseModel
+
+    _, clean = pairs
+    clean = [c / 200 for c in clean]
+    opts = dict(mode="synthetic", noise_model=NoiseModel("gaussian", 10, 30), sampler="device", lr=3e-3, **small())
+    seen = []
+    net = finetune(None, clean, steps=40, progress=seen.append, **opts)
+    losses = [p.loss for p in seen if p.step > 0]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert net.card.training["sampler"] == "DevicePatchSampler"
+    assert net.card.metrics["validation"]["psnr_after"] > net.card.metrics["validation"]["psnr_before"]
+
+    ckpt = tmp_path / "ckpt"
+    full = finetune(None, clean, steps=20, **opts)
+    gen = iter_finetune(FinetuneOptions(noisy=None, clean=clean, steps=20, checkpoint=str(ckpt), **opts))
+    for p in gen:
+        if p.step == 10:
+            gen.close()
+            break
+    resumed = finetune(None, clean, steps=20, checkpoint=str(ckpt), resume=True, **opts)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("mode, sampler", [("supervised", "device"), ("supervised", "gpu")])
+def test_a_sampler_that_does_not_fit_the_mode_is_refused(pairs, mode, sampler):
+    noisy, clean = pairs
+    with pytest.raises(InvalidInputError, match=sampler):
+        finetune(noisy, clean, mode=mode, steps=2, sampler=sampler, **small())

@@ -38,3 +38,19 @@ def test_gpu_tiles_and_chunks_match_cpu(make_tiny, rng, monkeypatch, dtype):
     cpu = restore(data, net, device="cpu", precision="fp32", **opts).astype(np.float64)
     gpu = restore(data, net, device="cuda", precision="fp32", **opts).astype(np.float64)
     assert np.abs(cpu - gpu).max() <= (1 if dtype != "float32" else 0.5)  # TF32 convolutions, see above
+
+
+def test_synthetic_training_on_cuda_makes_its_batches_there():
+    from napari_gama_ir import finetune
+    from napari_gama_ir.training import NoiseModel
+
+    yy, xx = np.mgrid[0:96, 0:96]
+    clean = [(0.5 + 0.4 * np.sin(xx / (5 + i)) * np.cos(yy / (7 + i))).astype(np.float32) for i in range(3)]
+    seen = []
+    net = finetune(None, clean, mode="synthetic", noise_model=NoiseModel("mixed", 5, 30, 5, 50), base="scratch:tiny",
+                   steps=30, patch_size=(32, 64), batch_size=8, eval_every=10, val_crop=64, lr=3e-3, device="cuda",
+                   progress=seen.append)  # fmt: skip
+    assert net.card.training["sampler"] == "DevicePatchSampler"
+    assert net.card.training["device"].startswith("cuda")
+    losses = [p.loss for p in seen if p.step > 0]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_weights
 from .data import PatchSampler, TrainImage, split_validation
 from .datasets import as_train_images
+from .device_sampler import DevicePatchSampler, device_sampler_fits
 from .losses import LOSSES, psnr, ssim
 from .noise import NoiseModel
 
@@ -83,6 +84,8 @@ class FinetuneOptions:
     grad_clip: float = 1.0
     data_note: str = ""
     "Free text stored in the card's training.data (e.g. where the images came from)."
+    sampler: str = "auto"
+    "Where synthetic batches are made: 'cpu' (numpy, one patch at a time), 'device' (on the training device,\n    a batch at once) or 'auto' ('device' for synthetic training on a GPU when the images fit, else 'cpu')."
     stop: threading.Event | None = None
     "Set it (from any thread) to end training after the current step; the best model so far is returned."
 
@@ -204,7 +207,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     else:
         train, val = split_validation(images, opts.val_fraction)
     smallest, largest = _patch_range(opts.patch_size)
-    sampler = PatchSampler(train, smallest, opts.mode, rng, opts.noise_model)
+    sampler = _make_sampler(opts, train, smallest, rng, device)
     val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
@@ -230,6 +233,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         tensors, meta = load_checkpoint(ckpt)
         step = restore_training_state(tensors, meta, net, optimizer, rng)
         mask_gen.set_state(tensors["rng.mask"])
+        if "rng.sampler" in tensors and isinstance(sampler, DevicePatchSampler):
+            sampler.generator.set_state(tensors["rng.sampler"])
         history, best_psnr = meta["history"], meta["best_psnr"]
         before_psnr, before_ssim, elapsed_before = meta["before_psnr"], meta["before_ssim"], meta["elapsed"]
         best_file = ckpt.with_name(ckpt.name + "-best.safetensors")
@@ -253,7 +258,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         for group in optimizer.param_groups:
             group["lr"] = lr
         side, batch = _step_patches(smallest, largest, opts.batch_size, rng)
-        inp, target = (torch.from_numpy(a) for a in sampler.batch(batch, side))
+        inp, target = (torch.as_tensor(a) for a in sampler.batch(batch, side))
         mask = None
         if opts.mode == "self-supervised":
             inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
@@ -278,7 +283,10 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             if ckpt:
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
                              elapsed=time.perf_counter() - t0)  # fmt: skip
-                save_checkpoint(ckpt, net, optimizer, step, state, rng, {"rng.mask": mask_gen.get_state()})
+                generators = {"rng.mask": mask_gen.get_state()}
+                if isinstance(sampler, DevicePatchSampler):
+                    generators["rng.sampler"] = sampler.generator.get_state()
+                save_checkpoint(ckpt, net, optimizer, step, state, rng, generators)
                 if improved or step == eval_every:  # the first checkpoint also records the best so far
                     save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
         elapsed = time.perf_counter() - t0
@@ -308,6 +316,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             "steps": step,
             "patch_size": sampler.patch_size if smallest == largest else [smallest, min(largest, sampler.largest)],
             "batch_size": opts.batch_size,
+            "sampler": type(sampler).__name__,
             "lr": peak_lr,
             "loss": opts.loss if opts.mode != "self-supervised" else "mse (masked)",
             "seconds": round(elapsed, 1),
@@ -325,6 +334,21 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
 
 
 PATCH_STEP = 16
+SAMPLERS = ("auto", "cpu", "device")
+
+
+def _make_sampler(opts: FinetuneOptions, train: list[TrainImage], patch: int, rng: np.random.Generator, device):
+    """The numpy PatchSampler, or for synthetic noise on a GPU the DevicePatchSampler (see ``sampler``)."""
+    if opts.sampler not in SAMPLERS:
+        raise InvalidInputError(f"sampler {opts.sampler!r} is not known; accepted: {', '.join(SAMPLERS)}")
+    if opts.sampler == "device" and opts.mode != "synthetic":
+        raise InvalidInputError(f"sampler 'device' draws synthetic noise; mode {opts.mode!r} needs sampler 'cpu' or 'auto'")
+    on_device = opts.sampler == "device" or (
+        opts.sampler == "auto" and opts.mode == "synthetic" and device.type == "cuda" and device_sampler_fits(train, device)
+    )
+    if on_device:
+        return DevicePatchSampler(train, patch, rng, opts.noise_model, device)
+    return PatchSampler(train, patch, opts.mode, rng, opts.noise_model)
 
 
 def _patch_range(patch_size) -> tuple[int, int]:
