@@ -93,7 +93,7 @@ def main(argv=None):
     p.add_argument("--n2v-seconds", type=float, default=60)
     p.add_argument("--no-n2v", action="store_true")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--write-card", default=None, metavar="MODEL", help="store this model's results in its card")
+    p.add_argument("--write-card", nargs="+", default=[], metavar="MODEL", help="store these models' results in their cards")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,8 +122,8 @@ def main(argv=None):
             sel = [r for r in rows if r[0] == peak and r[2] == method]
             print(f"| {peak:g} | {method} | {np.mean([r[3] for r in sel]):.2f} | {np.mean([r[4] for r in sel]):.4f} | "
                   f"{np.mean([r[5] for r in sel]):.2f} |")  # fmt: skip
-    if args.write_card:
-        write_card(args.write_card, rows, images, args)
+    for name in args.write_card:
+        write_card(name, rows, images, args)
     print("\nper image (PSNR dB):")
     names = list(images)
     print("| photons | method | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))

@@ -2,7 +2,7 @@
 
 Each figure: noisy | restored | clean, on a held-out image (scripts/datasets.py), with PSNR in the labels.
 
-    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S] [--out docs/images]
+    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S photo-gray-S] [--out docs/images]
 """
 
 from __future__ import annotations
