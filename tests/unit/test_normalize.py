@@ -76,3 +76,20 @@ def test_cast_to_rounds_and_clips(dtype, values, expected):
     out = cast_to(np.array(values, np.float32), dtype)
     assert out.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(out, np.array(expected, dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.uint32, np.int32])
+def test_values_beyond_an_integer_range_saturate_on_host_and_device(dtype):
+    """float32 cannot hold 2**31 - 1 or 2**32 - 1: values above the range must still give the maximum,
+    not wrap around (the host cast and the device path's cast alike)."""
+    import torch
+
+    from napari_gama_ir.engine.resident import cast
+    from napari_gama_ir.io.normalize import cast_to
+
+    info = np.iinfo(dtype)
+    values = np.array([1e10, -1e10, float(info.max), 3.4, 2.6], np.float32)
+    expected = np.array([info.max, info.min, info.max, 3, 3], dtype)
+    np.testing.assert_array_equal(cast_to(values, dtype), expected)
+    on_device = cast(torch.from_numpy(values), dtype).numpy()
+    np.testing.assert_array_equal(on_device.view(dtype) if on_device.dtype != dtype else on_device, expected)

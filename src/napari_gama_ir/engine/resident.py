@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from ..io.normalize import Normalizer, cast_to
+from ..io.normalize import Normalizer, cast_to, largest_float_below
 
 # numpy dtypes torch holds as they are; unsigned 16/32-bit travel as the signed type of the same bits
 _NATIVE = {np.dtype(t): getattr(torch, n) for t, n in [
@@ -88,11 +88,19 @@ def cast(values: torch.Tensor, dtype) -> torch.Tensor:
     if dtype.kind == "f":
         return values.to(_NATIVE[dtype])
     info = np.iinfo(dtype)
-    clipped = torch.round(values).clamp_(info.min, info.max)
+    rounded = torch.round(values if values.dtype == torch.float64 else values.float())
+    high = largest_float_below(info.max, np.float64 if rounded.dtype == torch.float64 else np.float32)
+    clipped = rounded.clamp(info.min, high)
     if dtype in _UNSIGNED_AS_SIGNED:
         _, signed, wide, _ = _UNSIGNED_AS_SIGNED[dtype]
-        return clipped.to(wide).to(signed)  # keeps the low bits: the unsigned value's bit pattern
-    return clipped.to(_NATIVE[dtype])
+        out = clipped.to(wide)
+        if high < info.max:  # above the last float under the maximum: saturate at the maximum itself
+            out = torch.where(rounded > high, torch.tensor(info.max, dtype=wide, device=out.device), out)
+        return out.to(signed)  # keeps the low bits: the unsigned value's bit pattern
+    out = clipped.to(_NATIVE[dtype])
+    if high < info.max:
+        out = torch.where(rounded > high, torch.tensor(info.max, dtype=out.dtype, device=out.device), out)
+    return out
 
 
 class PendingBlock:

@@ -63,10 +63,25 @@ class Normalizer:
         return {"low": self.low.tolist(), "high": self.high.tolist()}
 
 
+def largest_float_below(limit: int, float_dtype) -> float:
+    """The largest value of ``float_dtype`` that is at most ``limit``: float32 rounds 2**31 - 1 up to
+    2**31, which would wrap to the most negative int32 when cast."""
+    value = np.asarray(limit, dtype=float_dtype)
+    if int(value) > limit:
+        value = np.nextafter(value, np.asarray(0, dtype=float_dtype))
+    return float(value)
+
+
 def cast_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip to an integer dtype's range, or cast to a float dtype."""
+    """Round and clip to an integer dtype's range (values above it saturate at its maximum, also
+    where the float type cannot hold that maximum), or cast to a float dtype."""
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        rounded = np.rint(values)
+        high = largest_float_below(info.max, rounded.dtype)
+        out = np.clip(rounded, info.min, high).astype(dtype)
+        if high < info.max:
+            out[rounded > high] = info.max
+        return out
     return values.astype(dtype, copy=False)
