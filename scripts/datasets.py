@@ -121,10 +121,10 @@ def _photo(name: str) -> np.ndarray:
     saved = CACHE / "photos" / f"{name}.npy"  # written by export_photos(), for machines without these packages
     if saved.exists():
         return np.load(saved, allow_pickle=False)
-    from skimage import data
-
     if name in DEBIAN_PHOTOS:
         return _debian_photo(name)
+    from skimage import data
+
     if name in WHEEL_PHOTOS:
         img = _wheel_photo(name)
     elif name == "motorcycle_left":

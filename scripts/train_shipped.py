@@ -50,10 +50,11 @@ def recipe_data(recipe: dict, which: str, more_photos: bool = False) -> dict:
 def data_note(recipe: dict, train: dict, val: dict, more_photos: bool = False) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
                 else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
+    sources = ""
     if more_photos and not recipe.get("fluorescence"):
         held_out += f", Debian wallpapers {datasets.DEBIAN_SPLIT['eval']}"
-        train = {**train, "(Debian wallpapers: mate-backgrounds 1.26.0, plasma-workspace-wallpapers 5.27.5)": None}
-    return f"train: {sorted(train)}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
+        sources = " (with Debian wallpapers: mate-backgrounds 1.26.0, plasma-workspace-wallpapers 5.27.5)"
+    return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
 
 
 def inflate_to_rgb(net):

@@ -90,17 +90,11 @@ def cast(values: torch.Tensor, dtype) -> torch.Tensor:
     info = np.iinfo(dtype)
     rounded = torch.round(values if values.dtype == torch.float64 else values.float())
     high = largest_float_below(info.max, np.float64 if rounded.dtype == torch.float64 else np.float32)
-    clipped = rounded.clamp(info.min, high)
-    if dtype in _UNSIGNED_AS_SIGNED:
-        _, signed, wide, _ = _UNSIGNED_AS_SIGNED[dtype]
-        out = clipped.to(wide)
-        if high < info.max:  # above the last float under the maximum: saturate at the maximum itself
-            out = torch.where(rounded > high, torch.tensor(info.max, dtype=wide, device=out.device), out)
-        return out.to(signed)  # keeps the low bits: the unsigned value's bit pattern
-    out = clipped.to(_NATIVE[dtype])
-    if high < info.max:
-        out = torch.where(rounded > high, torch.tensor(info.max, dtype=out.dtype, device=out.device), out)
-    return out
+    unsigned = _UNSIGNED_AS_SIGNED.get(dtype)
+    out = rounded.clamp(info.min, high).to(unsigned[2] if unsigned else _NATIVE[dtype])
+    if high < info.max:  # above the last float under the maximum: saturate at the maximum itself
+        out = out.masked_fill(rounded > high, info.max)
+    return out.to(unsigned[1]) if unsigned else out  # the signed type keeps the unsigned value's bits
 
 
 class PendingBlock:

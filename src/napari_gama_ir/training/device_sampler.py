@@ -95,9 +95,6 @@ def _region(im: TrainImage) -> np.ndarray:
 
 
 def device_sampler_fits(images: list[TrainImage], device: torch.device, fraction: float = 0.25) -> bool:
-    """Whether the clean images, as float32, take at most ``fraction`` of the device's free memory."""
+    """Whether the clean images, as float32, take at most ``fraction`` of a CUDA device's free memory."""
     need = sum(4 * int(np.prod(im.shape)) for im in images)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return need <= fraction * free
-    return need <= 2 * 1024**3
+    return need <= fraction * torch.cuda.mem_get_info(device)[0]
