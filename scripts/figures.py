@@ -2,7 +2,7 @@
 
 Each figure: noisy | restored | clean, on a held-out image (scripts/datasets.py), with PSNR in the labels.
 
-    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S photo-gray-S] [--out docs/images]
+    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S photo-gray-S photo-rgb-S] [--out docs/images]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def example(model_name: str):
 
         clean = list(datasets.bbbc007().values())[datasets.BBBC007_SPLIT["eval"][0]]
         return clean, add_noise(clean, 10, np.random.default_rng(0)), "YX", "BBBC007 (held out), 10 photons + read noise"
-    rgb = model_name.endswith("rgb")
+    rgb = load_model(model_name).card.in_channels == 3
     name = "astronaut" if rgb else ("coins" if model_name == "general-gray" else "camera")
     clean = datasets.photo(name, rgb=rgb)
     noisy = (clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)).astype(np.float32)

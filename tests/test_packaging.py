@@ -3,6 +3,7 @@ installed package keeps them, and restore() with no model uses the shipped defau
 against the built wheel, so it fails if the wheel lacks weights/ or the samples."""
 
 import numpy as np
+import torch
 
 from napari_gama_ir import list_models, load_model, restore
 from napari_gama_ir.samples import list_samples, load_sample
@@ -53,3 +54,17 @@ def test_the_three_domain_models_ship_and_the_default_fits_the_data():
     assert default_model_name(1) == "fluorescence"
     rgb = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
     np.testing.assert_array_equal(restore(rgb), restore(rgb, load_model("photo-rgb"), axes="YXC"))
+
+
+def test_the_paper_size_models_ship_beside_the_cpu_sized_ones():
+    """Each domain model has a GAMA-IR "S" companion (NAME-S): same channels and domain, the paper's
+    preset, float16 weights under 50 MB that load as float32, and held-out metrics in its card."""
+    shipped = {p.stem: p for p in shipped_models_dir().glob("*.safetensors")}
+    for name in ("photo-gray", "photo-rgb", "fluorescence"):
+        assert f"{name}-S" in shipped, f"{name}-S is not shipped"
+        small, large = load_model(name).card, load_model(f"{name}-S")
+        assert large.card.preset == "S" and large.card.domain == small.domain
+        assert large.card.in_channels == large.card.out_channels == small.in_channels
+        assert large.card.training["weights_dtype"] == "float16" and shipped[f"{name}-S"].stat().st_size < 50e6
+        assert next(large.parameters()).dtype == torch.float32
+        assert large.card.metrics["eval"]
