@@ -40,6 +40,22 @@ def test_gpu_tiles_and_chunks_match_cpu(make_tiny, rng, monkeypatch, dtype):
     assert np.abs(cpu - gpu).max() <= (1 if dtype != "float32" else 0.5)  # TF32 convolutions, see above
 
 
+def test_pinned_host_memory_goes_back_after_a_restore(make_tiny, rng, monkeypatch):
+    """The pinned (page-locked) blocks that carried chunks to and from the GPU are given back to the system
+    when restore() ends, so a long napari session does not keep holding them."""
+    pytest.importorskip("torch.accelerator.memory", reason="this torch has no public empty_host_cache")
+    if not hasattr(torch.accelerator.memory, "empty_host_cache"):
+        pytest.skip("this torch has no public empty_host_cache")
+    monkeypatch.setattr("napari_gama_ir.engine.plan.CHUNK_BYTES", 2 * 4 * 64 * 64)
+    monkeypatch.setattr("napari_gama_ir.engine.plan.GPU_CHUNK_FACTOR", 1)  # three chunks, two copies in flight
+    data = (rng.random((6, 64, 64)) * 1000).astype(np.uint16)
+    out = restore(data, make_tiny(), device="cuda")
+    stats = torch.cuda.host_memory_stats()
+    assert stats["num_host_alloc"] > 0
+    assert stats["num_host_free"] == stats["num_host_alloc"], stats
+    assert out.shape == data.shape and out.dtype == np.uint16
+
+
 def test_synthetic_training_on_cuda_makes_its_batches_there():
     from napari_gama_ir import finetune
     from napari_gama_ir.training import NoiseModel

@@ -119,10 +119,32 @@ class PendingBlock:
             raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
         out = self.host.numpy()
         if out.dtype == self.dtype:
-            return out
-        if self.dtype in _UNSIGNED_AS_SIGNED and out.dtype == _UNSIGNED_AS_SIGNED[self.dtype][0]:
-            return out.view(self.dtype)  # the unsigned bits that cast() kept
-        return cast_to(out, self.dtype)  # float32 values of a dtype the device does not hold
+            result = out
+        elif self.dtype in _UNSIGNED_AS_SIGNED and out.dtype == _UNSIGNED_AS_SIGNED[self.dtype][0]:
+            result = out.view(self.dtype)  # the unsigned bits that cast() kept
+        else:
+            result = cast_to(out, self.dtype)  # float32 values of a dtype the device does not hold
+        if self.event is not None and np.may_share_memory(result, out):
+            # an ordinary copy: the pinned block goes back to the cache for the next chunk, and
+            # release_host_cache() can give it back to the system at the end
+            result = result.copy()
+        self.host = None
+        return result
+
+
+def release_host_cache(device) -> None:
+    """Give the cached pinned (page-locked) host blocks back to the system after a restore on CUDA.
+
+    PyTorch keeps pinned blocks for reuse; without this a napari session would hold a chunk's worth of
+    page-locked RAM (up to a few hundred MiB) for as long as it runs. Torch versions without the public
+    ``torch.accelerator.memory.empty_host_cache`` keep them."""
+    if torch.device(device).type != "cuda":
+        return
+    try:
+        from torch.accelerator.memory import empty_host_cache
+    except ImportError:
+        return
+    empty_host_cache()
 
 
 class TensorMerger:

@@ -277,25 +277,30 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
         pending = reader.submit(_read, canonical, *bounds[0])
         copying = None  # accelerator path: (first plane, PendingBlock) of the chunk before this one
         run = iter_block_resident if settings.resident else iter_block
-        for j, (start, stop) in enumerate(bounds):
-            raw = pending.result()
-            if j + 1 < len(bounds):
-                pending = reader.submit(_read, canonical, *bounds[j + 1])
-            gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
-            while True:
-                try:
-                    done += next(gen)
-                except StopIteration as finished:
-                    if not settings.resident:
-                        yield start, finished.value
-                    else:  # this chunk is queued on the device: now hand over the one before it
-                        if copying is not None:
-                            yield copying[0], copying[1].result()
-                        copying = (start, finished.value)
-                    break
-                yield Progress(done, total, f"planes {start + 1}-{stop} of {plan.layout.planes}")
-        if copying is not None:
-            yield copying[0], copying[1].result()
+        try:
+            for j, (start, stop) in enumerate(bounds):
+                raw = pending.result()
+                if j + 1 < len(bounds):
+                    pending = reader.submit(_read, canonical, *bounds[j + 1])
+                gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
+                while True:
+                    try:
+                        done += next(gen)
+                    except StopIteration as finished:
+                        if not settings.resident:
+                            yield start, finished.value
+                        else:  # this chunk is queued on the device: now hand over the one before it
+                            if copying is not None:
+                                yield copying[0], copying[1].result()
+                            copying = (start, finished.value)
+                        break
+                    yield Progress(done, total, f"planes {start + 1}-{stop} of {plan.layout.planes}")
+            if copying is not None:
+                yield copying[0], copying[1].result()
+        finally:
+            if settings.resident:
+                gen = copying = None  # a cancelled or failed run: drop its blocks, then release them
+                resident.release_host_cache(settings.device)
 
 
 def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:
