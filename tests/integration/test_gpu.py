@@ -43,16 +43,20 @@ def test_gpu_tiles_and_chunks_match_cpu(make_tiny, rng, monkeypatch, dtype):
 def test_pinned_host_memory_goes_back_after_a_restore(make_tiny, rng, monkeypatch):
     """The pinned (page-locked) blocks that carried chunks to and from the GPU are given back to the system
     when restore() ends, so a long napari session does not keep holding them."""
-    pytest.importorskip("torch.accelerator.memory", reason="this torch has no public empty_host_cache")
-    if not hasattr(torch.accelerator.memory, "empty_host_cache"):
-        pytest.skip("this torch has no public empty_host_cache")
+    from napari_gama_ir.engine.resident import release_host_cache
+
     monkeypatch.setattr("napari_gama_ir.engine.plan.CHUNK_BYTES", 2 * 4 * 64 * 64)
     monkeypatch.setattr("napari_gama_ir.engine.plan.GPU_CHUNK_FACTOR", 1)  # three chunks, two copies in flight
     data = (rng.random((6, 64, 64)) * 1000).astype(np.uint16)
+    torch.cuda.synchronize()
+    release_host_cache("cuda")  # start from an empty cache, whatever earlier tests left
+    before = torch.cuda.host_memory_stats()
     out = restore(data, make_tiny(), device="cuda")
-    stats = torch.cuda.host_memory_stats()
-    assert stats["num_host_alloc"] > 0
-    assert stats["num_host_free"] == stats["num_host_alloc"], stats
+    after = torch.cuda.host_memory_stats()
+    created = after["num_host_alloc"] - before["num_host_alloc"]
+    given_back = after["num_host_free"] - before["num_host_free"]
+    assert created > 0, after
+    assert given_back == created, after
     assert out.shape == data.shape and out.dtype == np.uint16
 
 

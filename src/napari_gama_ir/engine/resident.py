@@ -136,15 +136,22 @@ def release_host_cache(device) -> None:
     """Give the cached pinned (page-locked) host blocks back to the system after a restore on CUDA.
 
     PyTorch keeps pinned blocks for reuse; without this a napari session would hold a chunk's worth of
-    page-locked RAM (up to a few hundred MiB) for as long as it runs. Torch versions without the public
-    ``torch.accelerator.memory.empty_host_cache`` keep them."""
+    page-locked RAM (up to a few hundred MiB) for as long as it runs. Blocks still in use (a copy under
+    way, another restore running) stay. Uses ``torch.accelerator.memory.empty_host_cache`` where torch has
+    it, else the CUDA host allocator's own call of earlier versions; never raises (it runs in a
+    ``finally`` and must not hide the error that ended the restore)."""
     if torch.device(device).type != "cuda":
         return
     try:
         from torch.accelerator.memory import empty_host_cache
     except ImportError:
+        empty_host_cache = getattr(torch._C, "_host_emptyCache", None)
+    if empty_host_cache is None:
         return
-    empty_host_cache()
+    try:
+        empty_host_cache()
+    except Exception:  # noqa: BLE001 - e.g. after a CUDA error; the restore's own outcome matters more
+        pass
 
 
 class TensorMerger:
