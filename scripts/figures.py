@@ -22,14 +22,14 @@ from napari_gama_ir import load_model, restore  # noqa: E402
 from napari_gama_ir.training.losses import psnr  # noqa: E402
 
 
-def example(model_name: str):
+def example(model_name: str, net):
     """(clean, noisy, axes, what) for a model: a held-out image with the noise the model is for."""
     if model_name.startswith("fluorescence"):
         from fluorescence import add_noise
 
         clean = list(datasets.bbbc007().values())[datasets.BBBC007_SPLIT["eval"][0]]
         return clean, add_noise(clean, 10, np.random.default_rng(0)), "YX", "BBBC007 (held out), 10 photons + read noise"
-    rgb = load_model(model_name).card.in_channels == 3
+    rgb = net.card.in_channels == 3
     name = "astronaut" if rgb else ("coins" if model_name == "general-gray" else "camera")
     clean = datasets.photo(name, rgb=rgb)
     noisy = (clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)).astype(np.float32)
@@ -41,8 +41,9 @@ def to_uint8(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def figure(model_name: str, out_dir: Path, crop: int = 256) -> Path:
-    clean, noisy, axes, what = example(model_name)
-    restored = restore(noisy, load_model(model_name), axes=axes, device="cpu")
+    net = load_model(model_name)
+    clean, noisy, axes, what = example(model_name, net)
+    restored = restore(noisy, net, axes=axes, device="cpu")
     labels = [f"noisy {psnr(noisy, clean):.2f} dB", f"{model_name} {psnr(restored, clean):.2f} dB", "clean"]
     h, w = clean.shape[:2]
     y, x = (h - crop) // 2, (w - crop) // 2

@@ -85,7 +85,6 @@ def test_values_beyond_an_integer_range_saturate_on_host_and_device(dtype):
     import torch
 
     from napari_gama_ir.engine.resident import cast
-    from napari_gama_ir.io.normalize import cast_to
 
     info = np.iinfo(dtype)
     values = np.array([1e10, -1e10, float(info.max), 3.4, 2.6], np.float32)
