@@ -14,6 +14,7 @@ Poisson with ``peak`` photons at that level plus Gaussian read noise (sigma 0.01
 
     python benchmarks/fluorescence.py --models fluorescence general-gray [--peaks 5 20 100] [--n2v-seconds 60]
         [--write-card fluorescence]     # store the named model's results (and the baselines') in its card
+        [--self-ensemble]               # also each model with restore(..., self_ensemble=True)
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main(argv=None):
     p.add_argument("--n2v-seconds", type=float, default=60)
     p.add_argument("--no-n2v", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--self-ensemble", action="store_true", help="also each model with restore(self_ensemble=True)")
     p.add_argument("--write-card", nargs="+", default=[], metavar="MODEL", help="store these models' results in their cards")
     args = p.parse_args(argv)
     if args.threads:
@@ -101,6 +103,9 @@ def main(argv=None):
     nets = {name: load_model(name) for name in args.models}
     methods = {"noisy": lambda x, peak: x, "BM3D + GAT": bm3d_gat}
     methods.update({f"GAMA-IR {name}": (lambda x, peak, net=net: restore(x, net, device="cpu")) for name, net in nets.items()})
+    if args.self_ensemble:
+        methods.update({f"GAMA-IR {name} + self-ensemble": (lambda x, peak, net=net: restore(x, net, device="cpu", self_ensemble=True))
+                        for name, net in nets.items()})  # fmt: skip
     if not args.no_n2v:
         methods[f"N2V ({args.n2v_seconds:g} s, w16)"] = lambda x, peak: n2v(x, args.n2v_seconds)
     restore(next(iter(images.values()))[:64, :64], next(iter(nets.values())), device="cpu")  # warm-up

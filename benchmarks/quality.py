@@ -9,6 +9,7 @@ this machine's CPU (torch and BM3D using its cores).
 
     python benchmarks/quality.py --model general-gray [--sigmas 15 25 50] [--no-bm3d]
     python benchmarks/quality.py --model photo-rgb --rgb     # RGB: astronaut (held out) and chelsea
+    python benchmarks/quality.py --model photo-gray --self-ensemble   # adds restore(..., self_ensemble=True)
 
 RGB: astronaut is the only held-out colour photograph; chelsea (the validation image: used to pick the
 best checkpoint, never trained on) is scored beside it and marked as such. NLM and BM3D run their colour
@@ -84,13 +85,22 @@ def main(argv=None):
     p.add_argument("--precision", default="auto", help="restore()'s precision (auto: bf16 on CPUs with native bf16)")
     p.add_argument("--rgb", action="store_true", help="colour photographs (astronaut, chelsea) instead of grayscale")
     p.add_argument("--more-photos", action="store_true", help="the four held-out Debian photographs instead (not stored in the card)")
+    p.add_argument("--self-ensemble", action="store_true", help="also the model with restore(self_ensemble=True)")
     p.add_argument("--write-card", action="store_true", help="store the model's held-out results in its card")
     args = p.parse_args(argv)
     if args.more_photos and args.write_card:
         p.error("--more-photos results are not stored in cards (their eval is the standard set); drop --write-card")
     net = load_model(args.model)
     images = eval_images(args.rgb, args.more_photos)
-    methods = {"noisy": lambda x, s: x, "NLM": nlm, f"GAMA-IR {args.model}": None}
+    axes = "YXC" if args.rgb else "YX"
+
+    def gama(noisy, _sigma, self_ensemble=False):
+        return restore(noisy, net, axes=axes, device="cpu", mean_mode=args.mean_mode, precision=args.precision,
+                       self_ensemble=self_ensemble)  # fmt: skip
+
+    methods = {"noisy": lambda x, s: x, "NLM": nlm, f"GAMA-IR {args.model}": gama}
+    if args.self_ensemble:
+        methods[f"GAMA-IR {args.model} + self-ensemble"] = lambda x, s: gama(x, s, self_ensemble=True)
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_denoise
     rows = []
@@ -100,11 +110,7 @@ def main(argv=None):
             noisy = (clean + rng.normal(0, sigma / 255, clean.shape)).astype(np.float32)
             for method, fn in methods.items():
                 t = time.perf_counter()
-                if fn is None:
-                    out = restore(noisy, net, axes="YXC" if args.rgb else "YX", device="cpu", mean_mode=args.mean_mode,
-                                  precision=args.precision)
-                else:
-                    out = fn(noisy, sigma / 255)
+                out = fn(noisy, sigma / 255)
                 dt = time.perf_counter() - t
                 rows.append((sigma, name, method, psnr(out, clean), ssim(*(np.moveaxis(a, -1, 0) if args.rgb else a for a in (np.clip(out, 0, 1), clean))), dt))
                 print(f"{sigma:5.0f} {name:12s} {method:24s} {rows[-1][3]:6.2f} dB  SSIM {rows[-1][4]:.4f}  {dt:6.2f} s", file=sys.stderr)

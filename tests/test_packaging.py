@@ -7,6 +7,7 @@ import torch
 
 from napari_gama_ir import list_models, load_model, restore
 from napari_gama_ir.samples import list_samples, load_sample
+from napari_gama_ir.training.losses import psnr
 from napari_gama_ir.zoo.defaults import default_model_name
 from napari_gama_ir.zoo.store import shipped_models_dir
 
@@ -39,6 +40,14 @@ def test_restore_without_a_model_uses_the_shipped_default():
     assert out.shape == noisy.shape and out.dtype == np.uint16
     expected = restore(noisy, load_model(default_model_name(1)))
     np.testing.assert_array_equal(out, expected)
+
+
+def test_self_ensemble_of_a_shipped_model_is_closer_to_the_clean_sample():
+    sample = load_sample("fluorescence-2d")
+    noisy, clean = sample["noisy"], sample["clean"].astype(np.float64)
+    plain, mean = (restore(noisy, "fluorescence", axes=sample["axes"], self_ensemble=e) for e in (False, True))
+    data_range = float(clean.max() - clean.min())
+    assert psnr(mean.astype(np.float64), clean, data_range) > psnr(plain.astype(np.float64), clean, data_range) + 0.02
 
 
 def test_the_three_domain_models_ship_and_the_default_fits_the_data():

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
     r.add_argument("--dtype", default=None, help="output dtype (default: the input's)")
     r.add_argument("--mean-mode", default=None, choices=["global", "local"], help="GAMA means at inference (default: the card's)")
+    r.add_argument("--self-ensemble", action="store_true",
+                   help="each tile as the mean over its 8 flips and rotations: 8x the time, +0.05-0.2 dB")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list shipped and user models with their cards")
@@ -74,6 +76,7 @@ def _cmd_restore(args) -> int:
     plan = plan_restore(
         args.input, args.model, axes=args.axes, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         device=args.device, precision=args.precision, dtype=args.dtype, out=args.output, mean_mode=args.mean_mode,
+        self_ensemble=args.self_ensemble,
     )  # fmt: skip
     print(plan.describe(), file=sys.stderr)
     gen = iter_restore(args.input, plan=plan)

@@ -30,6 +30,17 @@ def test_restore_tif_to_tif_keeps_axes_resolution_and_dtype(tmp_path, user_model
     assert "tiny-cli on ZYX" in err  # the plan is printed before the work
 
 
+def test_self_ensemble_flag_reaches_the_plan_and_changes_the_result(tmp_path, user_models_dir, capsys):
+    model = _tiny(user_models_dir)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, np.random.default_rng(0).random((40, 52), dtype=np.float32))
+    assert main(["restore", str(src), "-o", str(tmp_path / "plain.tif"), "--model", model, "-q"]) == 0
+    assert "self-ensemble" not in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(tmp_path / "mean.tif"), "--model", model, "-q", "--self-ensemble"]) == 0
+    assert "self-ensemble x8" in capsys.readouterr().err
+    assert not np.array_equal(tifffile.imread(tmp_path / "plain.tif"), tifffile.imread(tmp_path / "mean.tif"))
+
+
 def test_models_lists_user_models(user_models_dir, capsys):
     _tiny(user_models_dir)
     assert main(["models"]) == 0

@@ -120,3 +120,12 @@ def test_plan_keeps_huge_planes_on_the_host(tiny_model, monkeypatch):
     tight = plan_restore(data, tiny_model, axes="ZYX", device="cpu")
     assert tight.chunk_path == "host" and tight.chunk_planes == 1
     assert not engine._settings(tight).resident
+
+
+def test_self_ensemble_on_the_accelerator_path_matches_the_host_path(tiny_model, rng, monkeypatch):
+    data = rng.random((2, 40, 44), dtype=np.float32)
+    host = _host(data, tiny_model, axes="ZYX", self_ensemble=True)
+    assert np.abs(host - _host(data, tiny_model, axes="ZYX")).max() > 1e-3
+    plain = engine._settings
+    monkeypatch.setattr(engine, "_settings", lambda plan: dataclasses.replace(plain(plan), chunk_path="device"))
+    np.testing.assert_allclose(_host(data, tiny_model, axes="ZYX", self_ensemble=True), host, rtol=0, atol=1e-5)

@@ -17,6 +17,7 @@ import zarr
 
 from napari_gama_ir import RestoreCancelled, plan_restore, restore, save_model
 from napari_gama_ir.engine import restore as engine
+from napari_gama_ir.errors import InvalidInputError
 
 OPTS = dict(tile=32, overlap=8, batch_size=4)  # several tiles per plane, several batches
 
@@ -348,3 +349,26 @@ def test_float_model_output_through_restore_is_the_inverse_normalised_prediction
     out = restore(data, net, tile=24, overlap=8, batch_size=3)
     low = Normalizer.from_stack(data[None, None]).low[0]
     np.testing.assert_allclose(out, 2 * data - low, rtol=1e-5, atol=1e-3)
+
+
+def test_self_ensemble_result_turns_with_the_image_through_tiles_and_chunks(tiny_model, rng):
+    """The 8-view mean is symmetric where the network is not: a turned or mirrored stack restores to the
+    turned or mirrored result, tiled (square tiles on a square plane) and in several chunks."""
+    data = rng.random((3, 48, 48), dtype=np.float32)
+    opts = dict(axes="ZYX", tile=32, overlap=16, batch_size=3)
+    plain = restore(data, tiny_model, **opts)
+    mean = restore(data, tiny_model, self_ensemble=True, **opts)
+    turned = restore(np.ascontiguousarray(np.rot90(data, 1, (1, 2))), tiny_model, self_ensemble=True, **opts)
+    mirrored = restore(np.ascontiguousarray(data[:, :, ::-1]), tiny_model, self_ensemble=True, **opts)
+    np.testing.assert_allclose(turned, np.rot90(mean, 1, (1, 2)), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mirrored, mean[:, :, ::-1], rtol=0, atol=1e-5)
+    assert np.abs(mean - plain).max() > 1e-3  # the option changes the result
+    lazy = restore(da.from_array(data, chunks=(1, 48, 48)), tiny_model, self_ensemble=True, **opts)
+    np.testing.assert_array_equal(lazy.compute(), mean)
+
+
+def test_self_ensemble_is_in_the_plan_and_must_be_a_bool(tiny_model, noisy_2d):
+    assert "self-ensemble x8" in plan_restore(noisy_2d, tiny_model, self_ensemble=True).describe()
+    assert "self-ensemble" not in plan_restore(noisy_2d, tiny_model).describe()
+    with pytest.raises(InvalidInputError, match="self_ensemble must be True or False, got 'yes'"):
+        restore(noisy_2d, tiny_model, self_ensemble="yes")

@@ -81,6 +81,19 @@ def test_run_adds_restored_layer_with_input_metadata(viewer_widget, qtbot, stack
     assert "32x32 px tiles" in widget._plan.value
 
 
+def test_self_ensemble_box_restores_as_the_api_does(viewer_widget, qtbot, stack, tiny_model):
+    viewer, widget = viewer_widget
+    viewer.add_image(stack, name="noisy")
+    widget._tile.value, widget._overlap.value = 32, 8
+    widget._ensemble.value = True
+    widget._run()
+    _wait_idle(qtbot, widget)
+    assert "self-ensemble x8" in widget._plan.value
+    expected = restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8, self_ensemble=True)
+    np.testing.assert_array_equal(viewer.layers[f"noisy restored ({tiny_model})"].data, expected)
+    assert not np.array_equal(expected, restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8))
+
+
 @pytest.fixture
 def big(monkeypatch, tmp_path):
     """Every result counts as big (a zarr store in a temporary folder under ``tmp_path``); returns that folder."""
@@ -235,8 +248,8 @@ def test_model_from_file_and_auto_fields_become_restore_kwargs(viewer_widget, tm
     widget._model_file.value = path
     opts = widget._options()
     assert opts["model"] == path
-    fields = ("tile", "overlap", "batch_size", "device", "precision", "dtype")
-    assert [opts[k] for k in fields] == ["auto", "auto", "auto", "auto", "auto", None]
+    fields = ("tile", "overlap", "batch_size", "device", "precision", "dtype", "self_ensemble")
+    assert [opts[k] for k in fields] == ["auto", "auto", "auto", "auto", "auto", None, False]
 
 
 def test_widget_opened_from_the_plugins_menu_sees_the_viewers_layers(make_napari_viewer, stack):

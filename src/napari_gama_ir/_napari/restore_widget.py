@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton
 from napari.layers import Layer
 
 from ..engine.runtime import DEVICES, PRECISIONS, pick_device
@@ -54,6 +54,8 @@ class RestoreWidget(JobWidget):
         self._device = ComboBox(label="device", choices=picked, value=AUTO)
         self._precision = ComboBox(label="precision", choices=PRECISIONS, value=AUTO)
         self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
+        self._ensemble = CheckBox(text="self-ensemble (8x the time, a little sharper)", value=False,
+                                  tooltip="each tile as the mean over its 8 flips and 90-degree rotations")  # fmt: skip
         self._preview_button = PushButton(text="Preview (plane on screen)")
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel")
@@ -61,7 +63,7 @@ class RestoreWidget(JobWidget):
         self._plan = Label(label="plan", value="")
         self.extend([
             self._layer, self._axes, self._axes_info, self._model, self._model_file, self._card, self._tile,
-            self._overlap, self._batch, self._device, self._precision, self._dtype,
+            self._overlap, self._batch, self._device, self._precision, self._dtype, self._ensemble,
             self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
         ])  # fmt: skip
         self._plan.native.setWordWrap(True)
@@ -110,6 +112,7 @@ class RestoreWidget(JobWidget):
             "tile": _auto_or_int(self._tile), "overlap": _auto_or_int(self._overlap), "batch_size": _auto_or_int(self._batch),
             "device": self._device.value, "precision": self._precision.value,
             "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value,
+            "self_ensemble": self._ensemble.value,
         }  # fmt: skip
 
     def _run(self) -> None:

@@ -59,6 +59,7 @@ class RestorePlan:
     model: Any = field(repr=False)
     out_array: Any = field(default=None, repr=False)  # the caller's zarr array (``out=``), written in place
     chunk_path: str = "auto"  # "host" when not even one plane fits on the GPU beside the network (engine.resident)
+    self_ensemble: bool = False  # each tile as the mean of its 8 flips and rotations (engine.ensemble)
 
     @property
     def samples_per_plane(self) -> int:
@@ -77,7 +78,8 @@ class RestorePlan:
         where = "dask cluster" if self.distributed else self.device
         return (
             f"{self.model_name} on {self.axes} {self.shape} {self.in_dtype}: {tiled}, batch {self.batch_size}, "
-            f"{where} {self.precision}, {self.mean_mode} means, -> {self.out_dtype} {self.output}"
+            f"{where} {self.precision}, {self.mean_mode} means{', self-ensemble x8' if self.self_ensemble else ''}, "
+            f"-> {self.out_dtype} {self.output}"
         )
 
 
@@ -135,6 +137,7 @@ def plan_restore(
     out=None,
     mean_mode: str | None = None,
     normalizer: Normalizer | None = None,
+    self_ensemble: bool = False,
 ) -> RestorePlan:
     """Validate the inputs of :func:`restore` and resolve every "auto" into a :class:`RestorePlan`.
 
@@ -155,6 +158,8 @@ def plan_restore(
     if not src.lazy and in_dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
+    if not isinstance(self_ensemble, (bool, np.bool_)):
+        raise InvalidInputError(f"self_ensemble must be True or False, got {self_ensemble!r}")
     output, out_path = _resolve_output(out, src.lazy)  # cheap checks before loading a model
     if is_zarr_array(out) and tuple(out.shape) != shape:
         raise InvalidInputError(f"out is a zarr array of shape {tuple(out.shape)}; it must have the data's {shape}")
@@ -238,7 +243,7 @@ def plan_restore(
         precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
         out_path=out_path, distributed=_active_client() is not None and output != "dask", device_request=str(device),
         normalizer=normalizer, layout=layout, source=src, model=net, out_array=out if is_zarr_array(out) else None,
-        chunk_path=chunk_path,
+        chunk_path=chunk_path, self_ensemble=bool(self_ensemble),
     )  # fmt: skip
 
 
