@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default=None, help="output dtype (default: the input's)")
     r.add_argument("--mean-mode", default=None, choices=["global", "local"], help="GAMA means at inference (default: the card's)")
     r.add_argument("--self-ensemble", action="store_true",
-                   help="each tile as the mean over its 8 flips and rotations: 8x the time, +0.05-0.2 dB")
+                   help="each tile as the mean over its 8 flips and rotations: 8x the time, +0.04-0.20 dB")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list shipped and user models with their cards")

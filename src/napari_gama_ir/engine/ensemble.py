@@ -3,7 +3,7 @@
 Every model here was trained on patches flipped and rotated at random, so each of the 8 views of a
 tile gives an equally good estimate; their mean cancels part of the error that does not turn with the
 view (the "self-ensemble" of Timofte et al. 2016 and EDSR+). It costs 8 forward passes per tile for
-about +0.05 to +0.2 dB (measured on the held-out sets, docs/benchmarks.md, "Self-ensemble").
++0.04 to +0.20 dB PSNR on the held-out sets (docs/benchmarks.md, "Self-ensemble").
 """
 
 from __future__ import annotations

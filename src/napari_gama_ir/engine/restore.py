@@ -435,7 +435,7 @@ def restore(
         stack would be (napari's Preview).
     self_ensemble : bool
         Restore each tile as the mean over its 8 flips and 90-degree rotations: 8x the time for a
-        little more quality (+0.05 to +0.2 dB PSNR on the held-out sets). Default False.
+        little more quality (+0.04 to +0.20 dB PSNR on the held-out sets). Default False.
 
     Returns
     -------
