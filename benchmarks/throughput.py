@@ -7,6 +7,7 @@ BM3D on one image, plus a torch profile of the network's forward pass (top opera
     python benchmarks/throughput.py --model general-gray [--planes 8] [--threads 2] [--profile]
     python benchmarks/throughput.py --model photo-gray photo-rgb fluorescence general-gray --no-bm3d
     python benchmarks/throughput.py --model general-gray --no-bm3d --max-tile 256 384 512   # the CPU tile cap
+    python benchmarks/throughput.py --model fluorescence photo-rgb --no-bm3d --self-ensemble --planes 4
 
 ``--max-tile`` sets the engine's largest automatic CPU tile (``engine.plan.CPU_MAX_TILE``) for each run in
 turn and adds a 1024 x 1024 plane; each row also gives the PSNR of the restored camera image against the
@@ -48,6 +49,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--no-bm3d", action="store_true")
+    p.add_argument("--self-ensemble", action="store_true", help="also each model's stack with restore(self_ensemble=True)")
     p.add_argument("--precision", default="auto", help="restore()'s precision: auto (bf16 on CPUs with native bf16) or fp32")
     p.add_argument("--max-tile", type=int, nargs="+", default=None, help="CPU tile caps to compare (engine.plan.CPU_MAX_TILE)")
     args = p.parse_args(argv)
@@ -72,6 +74,10 @@ def main(argv=None):
                      mp_stack / timed(lambda: restore(stack, net, axes="Z" + axes, device="cpu", precision=args.precision), 2)))  # fmt: skip
         rows.append((f"GAMA-IR {name} (restore, one 512x512{'x3' if rgb else ''})",
                      mp_one / timed(lambda: restore(one, net, axes=axes, device="cpu", precision=args.precision))))  # fmt: skip
+        if args.self_ensemble:
+            rows.append((f"GAMA-IR {name} + self-ensemble (restore, stack of {args.planes})",
+                         mp_stack / timed(lambda: restore(stack, net, axes="Z" + axes, device="cpu", precision=args.precision,
+                                                          self_ensemble=True), 2)))  # fmt: skip
     from skimage.restoration import denoise_nl_means
 
     rows.append(("NLM fast (skimage)", mp_one / timed(lambda: denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=7, patch_distance=5))))
