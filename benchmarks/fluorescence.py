@@ -34,6 +34,7 @@ from napari_gama_ir import finetune, load_model, restore  # noqa: E402
 from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
 
 READ_NOISE = 0.01
+SELF_ENSEMBLE = " + self-ensemble"  # suffix of the rows of restore(..., self_ensemble=True)
 
 
 def eval_images() -> dict[str, np.ndarray]:
@@ -74,7 +75,7 @@ def write_card(model_name: str, rows, images, args) -> None:
     net = load_model(model_name)
     per_level = {}
     for peak in args.peaks:
-        sel = [r for r in rows if r[0] == peak]
+        sel = [r for r in rows if r[0] == peak and not r[2].endswith(SELF_ENSEMBLE)]  # cards hold the plain models
         entry = {}
         for method in dict.fromkeys(r[2] for r in sel):
             mine = [r for r in sel if r[2] == method]
@@ -104,7 +105,7 @@ def main(argv=None):
     methods = {"noisy": lambda x, peak: x, "BM3D + GAT": bm3d_gat}
     methods.update({f"GAMA-IR {name}": (lambda x, peak, net=net: restore(x, net, device="cpu")) for name, net in nets.items()})
     if args.self_ensemble:
-        methods.update({f"GAMA-IR {name} + self-ensemble": (lambda x, peak, net=net: restore(x, net, device="cpu", self_ensemble=True))
+        methods.update({f"GAMA-IR {name}{SELF_ENSEMBLE}": (lambda x, peak, net=net: restore(x, net, device="cpu", self_ensemble=True))
                         for name, net in nets.items()})  # fmt: skip
     if not args.no_n2v:
         methods[f"N2V ({args.n2v_seconds:g} s, w16)"] = lambda x, peak: n2v(x, args.n2v_seconds)

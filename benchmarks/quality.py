@@ -32,6 +32,9 @@ from napari_gama_ir import load_model, restore  # noqa: E402
 from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
 
 
+SELF_ENSEMBLE = " + self-ensemble"  # suffix of the rows of restore(..., self_ensemble=True)
+
+
 def nlm(noisy, sigma):
     from skimage.restoration import denoise_nl_means
 
@@ -62,7 +65,7 @@ def write_card(net, rows, method, names, args):
 
     per_sigma = {}
     for sigma in args.sigmas:
-        sel = [r for r in rows if r[0] == sigma]
+        sel = [r for r in rows if r[0] == sigma and not r[2].endswith(SELF_ENSEMBLE)]  # cards hold the plain model
         entry = {}
         for m in sorted({r[2] for r in sel}):
             mine = [r for r in sel if r[2] == m]
@@ -100,7 +103,7 @@ def main(argv=None):
 
     methods = {"noisy": lambda x, s: x, "NLM": nlm, f"GAMA-IR {args.model}": gama}
     if args.self_ensemble:
-        methods[f"GAMA-IR {args.model} + self-ensemble"] = lambda x, s: gama(x, s, self_ensemble=True)
+        methods[f"GAMA-IR {args.model}{SELF_ENSEMBLE}"] = lambda x, s: gama(x, s, self_ensemble=True)
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_denoise
     rows = []

@@ -36,6 +36,7 @@ def test_cluster_restore_equals_local(tiny_model, rng, monkeypatch, tmp_path):
     monkeypatch.setattr(plan_module, "CHUNK_BYTES", 4 * 40 * 36)  # one plane per chunk: 4 tasks
     opts = dict(tile=32, overlap=8, batch_size=4)
     local = restore(stack, tiny_model, **opts)  # no client yet: computed here
+    local_ensemble = restore(stack, tiny_model, self_ensemble=True, **opts)
     assert not plan_module.plan_restore(stack, tiny_model, **opts).distributed
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -47,12 +48,15 @@ def test_cluster_restore_equals_local(tiny_model, rng, monkeypatch, tmp_path):
         lazy = restore(da.from_array(stack, chunks=(1, 40, 36)), tiny_model, **opts).compute()
         # a file: the workers read their own planes (the graph pickles without the open file)
         from_file = restore(tmp_path / "in.tif", tiny_model, out=tmp_path / "out.tif", **opts)
+        remote_ensemble = restore(stack, tiny_model, self_ensemble=True, **opts)  # the option reaches the workers
         built = client.run(_models_built_here)
         torch_threads = client.run(_torch_threads)
     assert isinstance(remote, np.ndarray)
     np.testing.assert_array_equal(remote, local)
     np.testing.assert_array_equal(lazy, local)
     np.testing.assert_array_equal(tifffile.imread(from_file), local)
+    np.testing.assert_array_equal(remote_ensemble, local_ensemble)
+    assert not np.array_equal(local_ensemble, local)
     assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1]
     assert len(built) == 2 and 1 <= sum(built.values()) and max(built.values()) == 1  # once per worker
     # workers that ran chunks use their one dask thread for torch, not a thread per core each
