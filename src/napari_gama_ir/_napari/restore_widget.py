@@ -54,7 +54,7 @@ class RestoreWidget(JobWidget):
         self._device = ComboBox(label="device", choices=picked, value=AUTO)
         self._precision = ComboBox(label="precision", choices=PRECISIONS, value=AUTO)
         self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
-        self._ensemble = CheckBox(text="self-ensemble (8x the time, a little sharper)", value=False,
+        self._ensemble = CheckBox(text="self-ensemble (8 passes per tile: slower, a little more accurate)", value=False,
                                   tooltip="each tile as the mean over its 8 flips and 90-degree rotations")  # fmt: skip
         self._preview_button = PushButton(text="Preview (plane on screen)")
         self._run_button = PushButton(text="Run")
