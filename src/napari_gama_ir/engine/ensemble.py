@@ -35,5 +35,5 @@ def self_ensemble(net, x: torch.Tensor) -> torch.Tensor:
     for turns in range(4):
         for mirror in (False, True):
             y = _unview(net(_view(x, turns, mirror).contiguous()).float(), turns, mirror)
-            total = y.clone() if total is None else total.add_(y)
+            total = y if total is None else total.add_(y)  # rot90 always returns a new tensor
     return total.div_(VIEWS)
