@@ -15,8 +15,10 @@ noise and is restored; on the flat part below the square we measure
 from __future__ import annotations
 
 import argparse
+
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from napari_gama_ir import load_model, restore
 
@@ -68,6 +70,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    white = rng.normal(size=(args.size - args.size // 4 - args.size // 8 - 32, args.size))
+    print("Calibration of the power ratio (vertical / horizontal) on a region of the same size:")
+    print("white noise %.2f / %.2f, white noise blurred by a Gaussian of sigma 4 %.2f / %.2f\n"
+          % (*axis_power_ratio(white), *axis_power_ratio(gaussian_filter(white, 4))))  # fmt: skip
     print("| model | noise | self-ensemble | period 2 across columns (1e-4) | across rows (1e-4) | vertical stripes (power ratio) | horizontal stripes | flat RMSE (1e-4) |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
