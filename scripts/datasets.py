@@ -19,6 +19,12 @@ time) and halved in size by 2 x 2 pixel averaging, which leaves JPEG artefacts a
 under the noise levels trained on. Their own split is ``DEBIAN_SPLIT``; the four held out for evaluation
 are scored on their 512 x 512 centre (``more_eval``).
 
+Still more photographs (session 9, training only, with ``lomiri_photos=True``, i.e. ``--lomiri-photos``):
+the 15 photographs among the wallpapers of Debian's lomiri-wallpapers-16.04 and lomiri-wallpapers-20.04
+20.04.0-2 (Ubuntu wallpaper contest entries, CC0 / CC-BY / CC-BY-SA; the drawings left out), fetched
+the same way and reduced by k x k pixel averaging with the smallest integer k >= 2 that brings the longer
+side to at most 2200 pixels. Validation and evaluation stay as they are, so their numbers compare.
+
 Split (no evaluation image, nor a crop of one, is used in training or validation):
 - EVAL (benchmarks, card metrics): camera, coins, astronaut; nuclei rows 384-512.
 - VAL (model selection during training): chelsea; nuclei rows 320-384.
@@ -65,6 +71,18 @@ DEBIAN_PHOTOS = {
         ("darkest_hour", "DarkestHour"), ("evening_glow", "EveningGlow"), ("fallen_leaf", "FallenLeaf"), ("grey", "Grey"),
         ("kite", "Kite"), ("one_stands_out", "OneStandsOut"), ("path", "Path"), ("summer_1am", "summer_1am"))},
 }  # fmt: skip
+_LOMIRI = "lomiri-wallpapers-16.04"
+LOMIRI_PHOTOS = {
+    **{name: (_LOMIRI, f"usr/share/backgrounds/{file}.jpg") for name, file in (
+        ("bridge", "Bridge_by_Sander_Klootwijk"), ("dragonfly", "Dragonfly_by_Bolly"), ("fig", "Picture_0B_by_freespace"),
+        ("brushes", "Picture_1A_by_freespace"), ("wine", "Wine_by_Jakkub_Mede"), ("aitzgorri", "aitzgorri_by_Aitzol_Berasategi"),
+        ("analog_pattern", "analogpattern_by_Peter_Nerlich"), ("free", "free_by_Peter_Nerlich"),
+        ("friends", "friends_by_Aitzol_Berasategi"), ("greentock", "greentock_by_Peter_Nerlich"),
+        ("life", "life_by_Aitzol_Berasategi"), ("picos_de_europa", "picosdeeuropa_by_Aitzol_Berasategi"),
+        ("seeding", "seeding_by_Clements_Engelhardt"), ("sunset", "sunset_by_Aitzol_Berasategi"))},
+    "kleiber": ("lomiri-wallpapers-20.04", "usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"),
+}  # fmt: skip
+PACKAGE_PHOTOS = {**DEBIAN_PHOTOS, **LOMIRI_PHOTOS}
 DEBIAN_SPLIT = {
     "eval": ["evening_glow", "path", "ladybird", "grey"],
     "val": ["fallen_leaf"],
@@ -107,10 +125,11 @@ def _wheel_photo(name: str) -> np.ndarray:
 
 
 def _debian_photo(name: str) -> np.ndarray:
-    """A wallpaper photograph from a Debian package (downloaded once into the cache), halved by 2 x 2 means."""
+    """A wallpaper photograph from a Debian package (downloaded once into the cache), halved by 2 x 2
+    means (``LOMIRI_PHOTOS``: k x k means, the smallest k >= 2 that brings the longer side to <= 2200)."""
     from PIL import Image
 
-    package, member = DEBIAN_PHOTOS[name]
+    package, member = PACKAGE_PHOTOS[name]
     path = CACHE / "debian" / f"{name}.jpg"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,17 +137,19 @@ def _debian_photo(name: str) -> np.ndarray:
             subprocess.run(["apt-get", "download", "-q", package], cwd=tmp, check=True, capture_output=True)
             deb = glob.glob(os.path.join(tmp, "*.deb"))[0]
             subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
-            for other, (pkg, file) in DEBIAN_PHOTOS.items():  # every photo of this package at once
+            for other, (pkg, file) in PACKAGE_PHOTOS.items():  # every photo of this package at once
                 if pkg == package:
                     (CACHE / "debian" / f"{other}.jpg").write_bytes(Path(tmp, "x", file).read_bytes())
-    return np.asarray(Image.open(path).convert("RGB").reduce(2))
+    image = Image.open(path).convert("RGB")
+    factor = max(2, -(-max(image.size) // 2200)) if name in LOMIRI_PHOTOS else 2
+    return np.asarray(image.reduce(factor))
 
 
 def _photo(name: str) -> np.ndarray:
     saved = CACHE / "photos" / f"{name}.npy"  # written by export_photos(), for machines without these packages
     if saved.exists():
         return np.load(saved, allow_pickle=False)
-    if name in DEBIAN_PHOTOS:
+    if name in PACKAGE_PHOTOS:
         return _debian_photo(name)
     from skimage import data
 
@@ -145,7 +166,7 @@ def export_photos(folder: Path) -> None:
     """Save every photograph of the split as ``folder/photos/NAME.npy`` (the same pixels), so that a
     machine without scikit-image's data or network access can use ``GAMA_IR_DATA_CACHE=folder``."""
     (folder / "photos").mkdir(parents=True, exist_ok=True)
-    for name in TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + list(DEBIAN_PHOTOS):
+    for name in TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + list(PACKAGE_PHOTOS):
         np.save(folder / "photos" / f"{name}.npy", _photo(name), allow_pickle=False)
 
 
@@ -184,12 +205,17 @@ def nuclei(split: str) -> np.ndarray:
     return np.ascontiguousarray(img[a:b])
 
 
-def split(which: str, rgb: bool = False, with_nuclei: bool = True, more_photos: bool = False) -> dict[str, np.ndarray]:
+def split(
+    which: str, rgb: bool = False, with_nuclei: bool = True, more_photos: bool = False, lomiri_photos: bool = False
+) -> dict[str, np.ndarray]:
     """The photographs (and nuclei rows) of a split; ``more_photos`` adds the Debian ones of its
-    ``DEBIAN_SPLIT`` to train and val (the evaluation set stays; ``more_eval`` has theirs)."""
+    ``DEBIAN_SPLIT`` to train and val (the evaluation set stays; ``more_eval`` has theirs);
+    ``lomiri_photos`` adds ``LOMIRI_PHOTOS`` to train."""
     names = {"train": TRAIN_PHOTOS, "val": VAL_PHOTOS, "eval": EVAL_PHOTOS}[which]
     if more_photos and which != "eval":
         names = names + DEBIAN_SPLIT[which]
+    if lomiri_photos and which == "train":
+        names = names + list(LOMIRI_PHOTOS)
     out = {n: photo(n, rgb) for n in names}
     out = {k: v for k, v in out.items() if v is not None}
     if with_nuclei and not rgb:

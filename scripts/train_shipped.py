@@ -41,19 +41,24 @@ RECIPES = {
 }
 
 
-def recipe_data(recipe: dict, which: str, more_photos: bool = False, more_cells: bool = False) -> dict:
+def recipe_data(recipe: dict, which: str, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False) -> dict:
     if recipe.get("fluorescence"):
         return datasets.fluorescence_split(which, more_cells)
-    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos)
+    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos, lomiri_photos)
 
 
-def data_note(recipe: dict, train: dict, val: dict, more_photos: bool = False, more_cells: bool = False) -> str:
+def data_note(
+    recipe: dict, train: dict, val: dict, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False
+) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
                 else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
     sources = ""
     if more_photos and not recipe.get("fluorescence"):
         held_out += f", Debian wallpapers {datasets.DEBIAN_SPLIT['eval']}"
         sources = " (with Debian wallpapers: mate-backgrounds 1.26.0, plasma-workspace-wallpapers 5.27.5)"
+    if lomiri_photos and not recipe.get("fluorescence"):
+        lomiri = "lomiri-wallpapers-16.04 and -20.04 20.04.0-2"
+        sources = f"{sources[:-1]}, {lomiri})" if sources else f" (with Debian wallpapers: {lomiri})"
     if more_cells and recipe.get("fluorescence"):
         sources = " (mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel)"
     return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
@@ -106,6 +111,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
+    p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
     p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/datasets.py)")
     p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -118,7 +124,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = RECIPES[args.name]
-    train = recipe_data(recipe, "train", args.more_photos, args.more_cells)
+    train = recipe_data(recipe, "train", args.more_photos, args.more_cells, args.lomiri_photos)
     val = recipe_data(recipe, "val", args.more_photos, args.more_cells)
     base = args.base or f"scratch:{args.preset}"
     if args.base and recipe["rgb"]:
@@ -134,7 +140,7 @@ def main(argv=None) -> None:
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256, sampler=args.sampler,
-        data_note=data_note(recipe, train, val, args.more_photos, args.more_cells),
+        data_note=data_note(recipe, train, val, args.more_photos, args.more_cells, args.lomiri_photos),
     )  # fmt: skip
     t0 = time.time()
 
