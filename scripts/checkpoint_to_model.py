@@ -1,0 +1,35 @@
+"""Write a training checkpoint's model weights as a model file (safetensors + card), so that
+``select_checkpoint.py`` can score it beside the run's own output.
+
+    python scripts/checkpoint_to_model.py runs/s9/pgE-ckpt runs/s9/pgE/photo-gray runs/s9/pgE-last/photo-gray
+
+The card is taken from the run's output model (``CARD_FROM``): the checkpoint holds the weights, the
+optimiser state and the step, and the run's card describes the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_gama_ir import load_model
+from napari_gama_ir.training.checkpoint import load_checkpoint
+from napari_gama_ir.zoo.store import save_model
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("checkpoint", help="checkpoint stem (the --checkpoint of train_shipped.py)")
+    p.add_argument("card_from", help="the run's output model, whose card and architecture are used")
+    p.add_argument("out", help="model path to write (stem; .safetensors and .json)")
+    args = p.parse_args(argv)
+    tensors, meta = load_checkpoint(args.checkpoint)
+    net = load_model(args.card_from)
+    net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_model(net, args.out)
+    print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")
+
+
+if __name__ == "__main__":
+    main()
