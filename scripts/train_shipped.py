@@ -111,6 +111,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
+    p.add_argument("--val-draws", type=int, default=1, help="noise draws per validation crop while training (FinetuneOptions.val_draws)")
     p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
     p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/datasets.py)")
     p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
@@ -139,7 +140,7 @@ def main(argv=None) -> None:
         max_minutes=args.minutes, patch_size=patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
-        axes="YXC" if recipe["rgb"] else "YX", val_crop=256, sampler=args.sampler,
+        axes="YXC" if recipe["rgb"] else "YX", val_crop=256, val_draws=args.val_draws, sampler=args.sampler,
         data_note=data_note(recipe, train, val, args.more_photos, args.more_cells, args.lomiri_photos),
     )  # fmt: skip
     t0 = time.time()

@@ -173,3 +173,18 @@ def test_a_sampler_that_does_not_fit_the_mode_is_refused(pairs, mode, sampler):
     noisy, clean = pairs
     with pytest.raises(InvalidInputError, match=sampler):
         finetune(noisy, clean, mode=mode, steps=2, sampler=sampler, **small())
+
+
+def test_more_validation_draws_score_each_crop_under_several_noises(pairs):
+    """val_draws=3 validates each crop under three noise draws (one by default), and a bad count is refused."""
+    from napari_gama_ir.training import NoiseModel
+
+    _, clean = pairs
+    clean = [c / 200 for c in clean]
+    opts = dict(mode="synthetic", noise_model=NoiseModel("gaussian", 10, 30), val_images=clean[:1], **small())
+    one = finetune(None, clean[1:], steps=10, **opts)
+    three = finetune(None, clean[1:], steps=10, val_draws=3, **opts)
+    assert one.card.metrics["validation"]["crops"] == 1
+    assert three.card.metrics["validation"]["crops"] == 3
+    with pytest.raises(InvalidInputError, match="val_draws"):
+        finetune(None, clean, steps=2, val_draws=0, **opts)
