@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from napari_gama_ir import load_model
-from napari_gama_ir.training.checkpoint import load_checkpoint
+from napari_gama_ir.training.checkpoint import load_checkpoint, model_state
 from napari_gama_ir.zoo.store import save_model
 
 
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     tensors, meta = load_checkpoint(args.checkpoint)
     net = load_model(args.card_from)
-    net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    net.load_state_dict(model_state(tensors))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(net, args.out)
     print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")

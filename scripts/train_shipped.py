@@ -52,13 +52,13 @@ def data_note(
 ) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
                 else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
-    sources = ""
+    packages = []
     if more_photos and not recipe.get("fluorescence"):
         held_out += f", Debian wallpapers {datasets.DEBIAN_SPLIT['eval']}"
-        sources = " (with Debian wallpapers: mate-backgrounds 1.26.0, plasma-workspace-wallpapers 5.27.5)"
+        packages.append("mate-backgrounds 1.26.0, plasma-workspace-wallpapers 5.27.5")
     if lomiri_photos and not recipe.get("fluorescence"):
-        lomiri = "lomiri-wallpapers-16.04 and -20.04 20.04.0-2"
-        sources = f"{sources[:-1]}, {lomiri})" if sources else f" (with Debian wallpapers: {lomiri})"
+        packages.append("lomiri-wallpapers-16.04 and -20.04 20.04.0-2")
+    sources = f" (with Debian wallpapers: {', '.join(packages)})" if packages else ""
     if more_cells and recipe.get("fluorescence"):
         sources = " (mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel)"
     return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"

@@ -61,9 +61,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     return tensors, meta
 
 
+def model_state(tensors: dict) -> dict:
+    """The model's state dict among a checkpoint's tensors (its ``model.*`` keys, prefix removed)."""
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def restore_training_state(tensors: dict, meta: dict, model, optimizer, rng: np.random.Generator) -> int:
     """Put model, optimiser and RNG states back; returns the step to continue from."""
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(model_state(tensors))
     opt_state: dict = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
