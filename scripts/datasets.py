@@ -91,6 +91,7 @@ DEBIAN_SPLIT["train"] = [n for n in DEBIAN_PHOTOS if n not in DEBIAN_SPLIT["eval
 VAL_PHOTOS = ["chelsea"]
 EVAL_PHOTOS = ["camera", "coins", "astronaut"]
 NUCLEI_ROWS = {"train": (0, 320), "val": (320, 384), "eval": (384, 512)}
+HALF_SCALE_MIN_SIDE = 768  # so that a half-scale copy still holds a 384-pixel training patch
 CACHE = Path(os.environ.get("GAMA_IR_DATA_CACHE", Path.home() / ".cache" / "napari-gama-ir-dev"))
 
 
@@ -205,12 +206,22 @@ def nuclei(split: str) -> np.ndarray:
     return np.ascontiguousarray(img[a:b])
 
 
+def half_scale(img: np.ndarray) -> np.ndarray:
+    """The image reduced by 2 x 2 means (an odd last row or column dropped); Y x X or Y x X x C float32."""
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    img = img[:h, :w]
+    return np.ascontiguousarray(img.reshape(h // 2, 2, w // 2, 2, *img.shape[2:]).mean(axis=(1, 3), dtype=np.float32))
+
+
 def split(
-    which: str, rgb: bool = False, with_nuclei: bool = True, more_photos: bool = False, lomiri_photos: bool = False
+    which: str, rgb: bool = False, with_nuclei: bool = True, more_photos: bool = False, lomiri_photos: bool = False,
+    half_scale_copies: bool = False,
 ) -> dict[str, np.ndarray]:
     """The photographs (and nuclei rows) of a split; ``more_photos`` adds the Debian ones of its
     ``DEBIAN_SPLIT`` to train and val (the evaluation set stays; ``more_eval`` has theirs);
-    ``lomiri_photos`` adds ``LOMIRI_PHOTOS`` to train."""
+    ``lomiri_photos`` adds ``LOMIRI_PHOTOS`` to train; ``half_scale_copies`` adds to train, for each
+    training photograph of at least ``HALF_SCALE_MIN_SIDE`` pixels on its shorter side, a copy reduced by
+    2 x 2 means (``NAME@half``): the same scenes at a coarser scale, more detail per pixel."""
     names = {"train": TRAIN_PHOTOS, "val": VAL_PHOTOS, "eval": EVAL_PHOTOS}[which]
     if more_photos and which != "eval":
         names = names + DEBIAN_SPLIT[which]
@@ -218,6 +229,8 @@ def split(
         names = names + list(LOMIRI_PHOTOS)
     out = {n: photo(n, rgb) for n in names}
     out = {k: v for k, v in out.items() if v is not None}
+    if half_scale_copies and which == "train":
+        out.update({f"{k}@half": half_scale(v) for k, v in list(out.items()) if min(v.shape[:2]) >= HALF_SCALE_MIN_SIDE})
     if with_nuclei and not rgb:
         out[f"nuclei-{which}"] = nuclei(which)
     return out

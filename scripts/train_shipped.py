@@ -41,14 +41,18 @@ RECIPES = {
 }
 
 
-def recipe_data(recipe: dict, which: str, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False) -> dict:
+def recipe_data(
+    recipe: dict, which: str, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
+    half_scale_copies: bool = False,
+) -> dict:
     if recipe.get("fluorescence"):
         return datasets.fluorescence_split(which, more_cells)
-    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos, lomiri_photos)
+    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos, lomiri_photos, half_scale_copies)
 
 
 def data_note(
-    recipe: dict, train: dict, val: dict, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False
+    recipe: dict, train: dict, val: dict, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
+    half_scale_copies: bool = False,
 ) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
                 else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
@@ -59,6 +63,8 @@ def data_note(
     if lomiri_photos and not recipe.get("fluorescence"):
         packages.append("lomiri-wallpapers-16.04 and -20.04 20.04.0-2")
     sources = f" (with Debian wallpapers: {', '.join(packages)})" if packages else ""
+    if half_scale_copies and not recipe.get("fluorescence"):
+        sources += " (NAME@half: that photograph reduced by 2 x 2 means)"
     if more_cells and recipe.get("fluorescence"):
         sources = " (mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel)"
     return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
@@ -113,6 +119,7 @@ def main(argv=None) -> None:
     p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
     p.add_argument("--val-draws", type=int, default=1, help="noise draws per validation crop while training (FinetuneOptions.val_draws)")
     p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
+    p.add_argument("--half-scale-copies", action="store_true", help="add a 2 x 2-mean copy of each large training photograph (scripts/datasets.py)")
     p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/datasets.py)")
     p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -125,7 +132,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = RECIPES[args.name]
-    train = recipe_data(recipe, "train", args.more_photos, args.more_cells, args.lomiri_photos)
+    train = recipe_data(recipe, "train", args.more_photos, args.more_cells, args.lomiri_photos, args.half_scale_copies)
     val = recipe_data(recipe, "val", args.more_photos, args.more_cells)
     base = args.base or f"scratch:{args.preset}"
     if args.base and recipe["rgb"]:
@@ -141,7 +148,7 @@ def main(argv=None) -> None:
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256, val_draws=args.val_draws, sampler=args.sampler,
-        data_note=data_note(recipe, train, val, args.more_photos, args.more_cells, args.lomiri_photos),
+        data_note=data_note(recipe, train, val, args.more_photos, args.more_cells, args.lomiri_photos, args.half_scale_copies),
     )  # fmt: skip
     t0 = time.time()
 
