@@ -163,13 +163,6 @@ def main(argv=None) -> None:
     if args.half:
         net.half()
         training["weights_dtype"] = "float16"
-    if args.base:  # a continued run: keep the earlier phase(s) in the card
-        from napari_gama_ir import load_model
-
-        earlier = load_model(args.base).card.training
-        training["previous_phase"] = {k: v for k, v in earlier.items() if k != "history"}
-        training["total_steps"] = training["steps"] + earlier.get("total_steps", earlier.get("steps", 0))
-        training["total_seconds"] = round(training["seconds"] + earlier.get("total_seconds", earlier.get("seconds", 0)), 1)
     net.card = net.card.replace(
         description=recipe["description"], domain=recipe["domain"], axes_hint="YXC" if recipe["rgb"] else "YX",
         training=training,

@@ -188,3 +188,22 @@ def test_more_validation_draws_score_each_crop_under_several_noises(pairs):
     assert three.card.metrics["validation"]["crops"] == 3
     with pytest.raises(InvalidInputError, match="val_draws"):
         finetune(None, clean, steps=2, val_draws=0, **opts)
+
+
+def test_a_continued_run_keeps_its_base_record_apart(pairs, tmp_path):
+    """Fine-tuning a fine-tuned model: the base's training record (its command, its notes) moves whole
+    under previous_phase instead of passing as the new run's, steps add up, and the one-line results of
+    the earlier phases are kept in order."""
+    noisy, clean = pairs
+    first = finetune(noisy, clean, steps=10, **small())
+    first.card = first.card.replace(training={**first.card.training, "command": "the first run's command"})
+    path = save_model(first, tmp_path / "first")
+    second = finetune(noisy, clean, steps=20, **{**small(), "base": str(path)})
+    training = second.card.training
+    assert "command" not in training and training["previous_phase"]["command"] == "the first run's command"
+    assert "history" not in training["previous_phase"]
+    assert training["steps"] == 20 and training["total_steps"] == 30
+    assert second.card.metrics["earlier_summaries"] == [first.card.metrics["summary"]]
+    third = finetune(noisy, clean, steps=10, **{**small(), "base": second})
+    assert third.card.training["total_steps"] == 40
+    assert third.card.metrics["earlier_summaries"] == [first.card.metrics["summary"], second.card.metrics["summary"]]

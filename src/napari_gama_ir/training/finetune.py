@@ -312,7 +312,6 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         name=opts.name,
         normalization={"method": "percentile", "low": 0.5, "high": 99.9},
         training={
-            **(net.card.training if not scratch else {}),
             "base_model": base_name,
             "mode": opts.mode,
             "data": opts.data_note or _data_summary(images),
@@ -327,15 +326,36 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "seed": opts.seed,
             "history": history,
+            **({} if scratch else _continued_from(net.card.training, step, elapsed)),
         },
         metrics={
-            **({} if scratch else {"base_" + k: v for k, v in net.card.metrics.items() if not isinstance(v, dict)}),
+            **({} if scratch else {"earlier_summaries": earlier_summaries(net.card.metrics)}),
             "validation": {"psnr_before": before_psnr, "psnr_after": after_psnr, "ssim_before": before_ssim, "ssim_after": after_ssim,
                            "crops": len(val_batches)},
             "summary": f"val PSNR {before_psnr:.2f} -> {after_psnr:.2f} dB",
         },
     )
     return net
+
+
+def _continued_from(base_training: dict, steps: int, seconds: float) -> dict:
+    """The base's own training record, kept whole under ``previous_phase`` so that none of its notes
+    (command, hardware, ...) reads as this run's, and the steps and seconds of all phases together."""
+    return {
+        "previous_phase": {k: v for k, v in base_training.items() if k != "history"},
+        "total_steps": steps + base_training.get("total_steps", base_training.get("steps", 0)),
+        "total_seconds": round(seconds + base_training.get("total_seconds", base_training.get("seconds", 0)), 1),
+    }
+
+
+def earlier_summaries(metrics: dict) -> list[str]:
+    """The one-line results of a model's training phases so far, oldest first: its card's
+    ``earlier_summaries`` and ``summary`` (cards written before this list kept them as ``base_..._summary``
+    keys, one more ``base_`` per phase back, and are read too)."""
+    legacy = [k for k in metrics if k.startswith("base_") and k.endswith("summary")]
+    legacy.sort(key=lambda k: -k.count("base_"))
+    latest = [metrics["summary"]] if "summary" in metrics else []
+    return [*metrics.get("earlier_summaries", []), *(metrics[k] for k in legacy), *latest]
 
 
 PATCH_STEP = 16
