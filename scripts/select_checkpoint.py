@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     p.add_argument("--more-photos", action="store_true", help="validate on the larger photo validation set too")
     args = p.parse_args(argv)
     recipe = RECIPES[args.recipe]
-    val = as_train_images(None, list(recipe_data(recipe, "val", args.more_photos).values()), "synthetic", "YXC" if recipe["rgb"] else "YX")
+    val = as_train_images(None, list(recipe_data(recipe, "val", more_photos=args.more_photos).values()), "synthetic", "YXC" if recipe["rgb"] else "YX")
     opts = FinetuneOptions(mode="synthetic", noise_model=recipe["noise"], val_crop=256)
     batches = [b for draw in range(args.draws) for b in _validation_batches(opts, val, np.random.default_rng(1000 + draw))]
     for path in args.candidates:

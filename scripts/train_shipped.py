@@ -42,16 +42,17 @@ RECIPES = {
 
 
 def recipe_data(
-    recipe: dict, which: str, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
+    recipe: dict, which: str, *, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
     half_scale_copies: bool = False,
 ) -> dict:
     if recipe.get("fluorescence"):
         return datasets.fluorescence_split(which, more_cells)
-    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos, lomiri_photos, half_scale_copies)
+    return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos=more_photos, lomiri_photos=lomiri_photos,
+                          half_scale_copies=half_scale_copies)
 
 
 def data_note(
-    recipe: dict, train: dict, val: dict, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
+    recipe: dict, train: dict, val: dict, *, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
     half_scale_copies: bool = False,
 ) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
@@ -132,8 +133,10 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = RECIPES[args.name]
-    train = recipe_data(recipe, "train", args.more_photos, args.more_cells, args.lomiri_photos, args.half_scale_copies)
-    val = recipe_data(recipe, "val", args.more_photos, args.more_cells)
+    flags = dict(more_photos=args.more_photos, more_cells=args.more_cells, lomiri_photos=args.lomiri_photos,
+                 half_scale_copies=args.half_scale_copies)  # fmt: skip
+    train = recipe_data(recipe, "train", **flags)
+    val = recipe_data(recipe, "val", **flags)  # the Lomiri photographs and the half-scale copies are train-only
     base = args.base or f"scratch:{args.preset}"
     if args.base and recipe["rgb"]:
         from napari_gama_ir import load_model
@@ -148,7 +151,7 @@ def main(argv=None) -> None:
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
         device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256, val_draws=args.val_draws, sampler=args.sampler,
-        data_note=data_note(recipe, train, val, args.more_photos, args.more_cells, args.lomiri_photos, args.half_scale_copies),
+        data_note=data_note(recipe, train, val, **flags),
     )  # fmt: skip
     t0 = time.time()
 
