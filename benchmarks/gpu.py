@@ -115,21 +115,24 @@ def throughput(args) -> None:
     print("|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.models:
         net = get_model(name)
+        axes, data = "ZYX", stack
+        if net.card.in_channels == 3:  # an RGB model: the same planes in three channels (MP counts pixel positions)
+            axes, data = "ZYXC", np.repeat(stack[..., None], 3, axis=-1)
         for precision in args.precision:
-            plan = plan_restore(stack, net, axes="ZYX", device=args.device, precision=precision)
+            plan = plan_restore(data, net, axes=axes, device=args.device, precision=precision)
             n_tiles = args.planes * plan.tiles_per_image
             forward = forward_only_seconds(net, plan, n_tiles, precision, args.device)
             for path in ("device", "device, 1/4 chunks", "host"):
                 engine.TileSettings.resident = property(lambda self: False) if path == "host" else _RESIDENT
                 plan_module.GPU_CHUNK_FACTOR = 1 if "1/4" in path else _GPU_CHUNK_FACTOR
-                restore(stack[:2], net, axes="ZYX", device=args.device, precision=precision)  # warm-up
+                restore(data[:2], net, axes=axes, device=args.device, precision=precision)  # warm-up
                 _sync(args.device)
                 with Utilisation() as util:
                     t = time.perf_counter()
-                    out = restore(stack, net, axes="ZYX", device=args.device, precision=precision)
+                    out = restore(data, net, axes=axes, device=args.device, precision=precision)
                     wall = time.perf_counter() - t
                 engine.TileSettings.resident, plan_module.GPU_CHUNK_FACTOR = _RESIDENT, _GPU_CHUNK_FACTOR
-                assert out.shape == stack.shape and out.dtype == stack.dtype
+                assert out.shape == data.shape and out.dtype == data.dtype
                 print(f"| {net.card.name} | {precision} | {path} | {plan.tile[0]} px, {plan.batch_size} | {wall:.2f} | {mp / wall:.1f} | "
                       f"{100 * forward / wall:.0f} % | {util.mean} |", flush=True)  # fmt: skip
     if args.tiff:

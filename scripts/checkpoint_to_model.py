@@ -22,10 +22,13 @@ def main(argv=None) -> None:
     p.add_argument("checkpoint", help="checkpoint stem (the --checkpoint of train_shipped.py)")
     p.add_argument("card_from", help="the run's output model, whose card and architecture are used")
     p.add_argument("out", help="model path to write (stem; .safetensors and .json)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16, as train_shipped.py --half does")
     args = p.parse_args(argv)
     tensors, meta = load_checkpoint(args.checkpoint)
     net = load_model(args.card_from)
     net.load_state_dict(model_state(tensors))
+    if args.half:
+        net.half()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(net, args.out)
     print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")
