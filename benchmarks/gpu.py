@@ -10,7 +10,7 @@
    the run, is given beside it. The same run with the CPU's chunk size (a quarter of the GPU's,
    ``engine.plan.GPU_CHUNK_FACTOR``), and through the host path (numpy normalising, tiling, blending
    and casting around each forward pass, as on the CPU), shows what chunk size and keeping the work on
-   the device change. Each run follows a warm-up on 2 planes; a run with new shapes still pays for
+   the device change. Each run follows a warm-up on ``--warmup-planes`` planes (2); a run with new shapes still pays for
    cuDNN's plans and the allocators' first blocks, so the first rows of a process read lower.
 2. A TIFF file to a TIFF file (the same stack), as the CLI runs it.
 3. The largest tile (batch 1) and the largest batch of 512 px tiles that fit: peak memory measured at two
@@ -125,7 +125,7 @@ def throughput(args) -> None:
             for path in ("device", "device, 1/4 chunks", "host"):
                 engine.TileSettings.resident = property(lambda self: False) if path == "host" else _RESIDENT
                 plan_module.GPU_CHUNK_FACTOR = 1 if "1/4" in path else _GPU_CHUNK_FACTOR
-                restore(data[:2], net, axes=axes, device=args.device, precision=precision)  # warm-up
+                restore(data[: args.warmup_planes], net, axes=axes, device=args.device, precision=precision)  # warm-up
                 _sync(args.device)
                 with Utilisation() as util:
                     t = time.perf_counter()
@@ -288,6 +288,8 @@ def main(argv=None) -> None:
     p.add_argument("--precision", nargs="+", default=["fp16", "bf16"])
     p.add_argument("--sections", nargs="+", default=["throughput", "largest"], choices=["throughput", "layouts", "profile", "largest"])
     p.add_argument("--no-tiff", dest="tiff", action="store_false")
+    p.add_argument("--warmup-planes", type=int, default=2,
+                   help="planes restored before each timed run; as many as --planes warms the full batch shape too")
     p.add_argument("--device", default="cuda", help="cuda; cpu only to try the script (no busy fraction, no largest)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
