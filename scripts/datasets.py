@@ -154,7 +154,8 @@ def _photo(name: str) -> np.ndarray:
         if lossless.exists():
             from PIL import Image
 
-            return np.asarray(Image.open(lossless))
+            with Image.open(lossless) as image:
+                return np.asarray(image)
     if name in PACKAGE_PHOTOS:
         return _debian_photo(name)
     from skimage import data
@@ -178,7 +179,7 @@ def export_photos(folder: Path, names: list[str] | None = None, compressed: bool
     (folder / "photos").mkdir(parents=True, exist_ok=True)
     for name in names or TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + list(PACKAGE_PHOTOS):
         img = _photo(name)
-        if not compressed or img.dtype != np.uint8 or img.ndim == 3 and img.shape[2] != 3:
+        if not compressed or img.dtype != np.uint8 or (img.ndim == 3 and img.shape[2] != 3):
             np.save(folder / "photos" / f"{name}.npy", img, allow_pickle=False)
         elif img.ndim == 3:
             Image.fromarray(img).save(folder / "photos" / f"{name}.webp", lossless=True, quality=100, method=4)

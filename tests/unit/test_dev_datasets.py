@@ -3,15 +3,16 @@ as a GPU machine gets it, holds the same pixels."""
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("skimage")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import datasets  # noqa: E402
+_spec = importlib.util.spec_from_file_location("dev_datasets", Path(__file__).resolve().parents[2] / "scripts" / "datasets.py")
+datasets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(datasets)
 
 
 @pytest.mark.parametrize("compressed", [False, True])
