@@ -187,6 +187,23 @@ def export_photos(folder: Path, names: list[str] | None = None, compressed: bool
             Image.fromarray(img).save(folder / "photos" / f"{name}.png", compress_level=9)
 
 
+def carried_photo_names() -> list[str]:
+    """The photographs a GPU machine needs (``scripts/device/pack.sh``): the photo models' training and
+    validation sets with ``more_photos`` and ``lomiri_photos``, and the held-out scikit-image ones that
+    ``benchmarks/gpu.py`` mosaics."""
+    return TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + DEBIAN_SPLIT["train"] + DEBIAN_SPLIT["val"] + list(LOMIRI_PHOTOS)
+
+
+def photos_digest(names: list[str]) -> str:
+    """SHA-256 over the named photographs' pixels, in order: the same on every machine that has the same data."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(_photo(name).tobytes())
+    return digest.hexdigest()
+
+
 def photo(name: str, rgb: bool = False) -> np.ndarray:
     """float32 in [0, 1]: Y x X (gray, ITU-R 601 luma) or Y x X x 3."""
     img = _photo(name).astype(np.float32)
