@@ -135,8 +135,9 @@ def throughput(args) -> None:
                 assert out.shape == data.shape and out.dtype == data.dtype
                 print(f"| {net.card.name} | {precision} | {path} | {plan.tile[0]} px, {plan.batch_size} | {wall:.2f} | {mp / wall:.1f} | "
                       f"{100 * forward / wall:.0f} % | {util.mean} |", flush=True)  # fmt: skip
-    if args.tiff:
-        net = get_model(args.models[0])
+    gray = [name for name in args.models if get_model(name).card.in_channels == 1]
+    if args.tiff and gray:  # the TIFF step writes the gray stack, so it needs a one-channel model
+        net = get_model(gray[0])
         kw = dict(device=args.device, precision=args.precision[0])
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "stack.tif", Path(tmp) / "restored.tif"
@@ -280,6 +281,12 @@ def profile(args) -> None:
         net.cpu()
 
 
+def _at_least_one(value: str) -> int:
+    if int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give at least 1 plane")
+    return int(value)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["fluorescence", "S"])
@@ -288,7 +295,7 @@ def main(argv=None) -> None:
     p.add_argument("--precision", nargs="+", default=["fp16", "bf16"])
     p.add_argument("--sections", nargs="+", default=["throughput", "largest"], choices=["throughput", "layouts", "profile", "largest"])
     p.add_argument("--no-tiff", dest="tiff", action="store_false")
-    p.add_argument("--warmup-planes", type=int, default=2,
+    p.add_argument("--warmup-planes", type=_at_least_one, default=2,
                    help="planes restored before each timed run; as many as --planes warms the full batch shape too")
     p.add_argument("--device", default="cuda", help="cuda; cpu only to try the script (no busy fraction, no largest)")
     args = p.parse_args(argv)

@@ -29,6 +29,13 @@ def main(argv=None) -> None:
     net.load_state_dict(model_state(tensors))
     if args.half:
         net.half()
+    training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
+    if args.half:
+        training["weights_dtype"] = "float16"
+    training = {**training, "weights_note": (
+        f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a model file by "
+        "scripts/checkpoint_to_model.py; the rest of the card describes the whole run")}  # fmt: skip
+    net.card = net.card.replace(training=training)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(net, args.out)
     print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")

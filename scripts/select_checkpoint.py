@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     p.add_argument("candidates", nargs="+")
     p.add_argument("--draws", type=int, default=16)
     p.add_argument("--more-photos", action="store_true", help="validate on the larger photo validation set too")
-    p.add_argument("--device", default="cpu", help="cpu (the documented choices), or cuda (fp32 there too, TF32 off)")
+    p.add_argument("--device", default="cpu", help="cpu (default; every documented selection), or cuda (fp32 there too, TF32 off)")
     args = p.parse_args(argv)
     recipe = RECIPES[args.recipe]
     val = as_train_images(None, list(recipe_data(recipe, "val", more_photos=args.more_photos).values()), "synthetic", "YXC" if recipe["rgb"] else "YX")

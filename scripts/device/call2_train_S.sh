@@ -7,15 +7,17 @@ T0=$(date +%s)
 export PYTHONPATH=/tmp/site:$PWD/src GAMA_IR_DATA_CACHE=${GAMA_IR_DATA_CACHE:-/root/data} PYTHONUNBUFFERED=1
 [ -d "$GAMA_IR_DATA_CACHE/photos" ] || { echo "no data: this machine is fresh, run call 1 first"; exit 3; }
 M=${M:-6}; DEV=${DEV:-cuda}; BATCH=${BATCH:-16}; DRAWS=${DRAWS:-64}; STEPS=${STEPS:-1000000}; R=${R:-/root/res}
-mkdir -p $R/ship $R/cards
-(nvidia-smi dmon -s u -d 10 > $OUT/dmon.log 2>&1 &)
+rm -rf "$R"; mkdir -p "$R/ship" "$R/cards" "$OUT"  # a rerun on a warm machine never scores or ships the last call's files
+nvidia-smi dmon -s u -d 10 > $OUT/dmon.log 2>&1 &
+DMON=$!
 common="--more-photos --lomiri-photos --half-scale-copies --half --device $DEV --minutes $M --steps $STEPS --threads 6 --batch $BATCH --patch 192 384 --val-draws 8 --out $R/w"
 python3 scripts/train_shipped.py photo-gray --base weights/photo-gray-S --save-as photo-gray-S $common --lr 3e-4 --seed 131 --checkpoint $R/ck-pgS > $OUT/pgS.log 2>&1 &
 P1=$!
 python3 scripts/train_shipped.py photo-rgb --base weights/photo-rgb-S --save-as photo-rgb-S $common --lr 3e-4 --seed 132 --checkpoint $R/ck-rgbS > $OUT/rgbS.log 2>&1 &
 P2=$!
-wait $P1 $P2
-pkill -f "nvidia-smi dmon" || true
+wait $P1 || { echo "photo-gray-S training failed"; tail -20 $OUT/pgS.log; exit 1; }
+wait $P2 || { echo "photo-rgb-S training failed"; tail -20 $OUT/rgbS.log; exit 1; }
+kill $DMON 2>/dev/null
 echo "training done at $(( $(date +%s) - T0 )) s"
 python3 scripts/checkpoint_to_model.py $R/ck-pgS $R/w/photo-gray-S $R/last/photo-gray-S --half
 python3 scripts/checkpoint_to_model.py $R/ck-rgbS $R/w/photo-rgb-S $R/last/photo-rgb-S --half

@@ -13,7 +13,7 @@ for requirement in dask==2026.8.0 partd==1.4.2 locket==1.0.0 zarr==3.1.6 numcode
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .gpudata/whl "$requirement"
 done
-python3 - <<'PY'
+${PYTHON:-python3} - <<'PY'  # PYTHON=.venv/bin/python where python3 lacks PIL and scikit-image
 import sys
 from pathlib import Path
 
