@@ -113,8 +113,11 @@ def throughput(args) -> None:
     print(f"\n## restore() on a {args.planes} x {args.size} x {args.size} uint16 stack ({mp:.0f} MP), numpy in, numpy out\n")
     print("| model | precision | path | tile, batch | s | MP/s | GPU busy (forward alone / wall) | nvidia-smi utilisation |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
+    gray_net = None  # the TIFF step writes the gray stack, so it needs a one-channel model
     for name in args.models:
         net = get_model(name)
+        if gray_net is None and net.card.in_channels == 1:
+            gray_net = net
         axes, data = "ZYX", stack
         if net.card.in_channels == 3:  # an RGB model: the same planes in three channels (MP counts pixel positions)
             axes, data = "ZYXC", np.repeat(stack[..., None], 3, axis=-1)
@@ -135,9 +138,8 @@ def throughput(args) -> None:
                 assert out.shape == data.shape and out.dtype == data.dtype
                 print(f"| {net.card.name} | {precision} | {path} | {plan.tile[0]} px, {plan.batch_size} | {wall:.2f} | {mp / wall:.1f} | "
                       f"{100 * forward / wall:.0f} % | {util.mean} |", flush=True)  # fmt: skip
-    gray = [name for name in args.models if get_model(name).card.in_channels == 1]
-    if args.tiff and gray:  # the TIFF step writes the gray stack, so it needs a one-channel model
-        net = get_model(gray[0])
+    if args.tiff and gray_net is not None:
+        net = gray_net
         kw = dict(device=args.device, precision=args.precision[0])
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "stack.tif", Path(tmp) / "restored.tif"

@@ -27,14 +27,12 @@ def main(argv=None) -> None:
     tensors, meta = load_checkpoint(args.checkpoint)
     net = load_model(args.card_from)
     net.load_state_dict(model_state(tensors))
-    if args.half:
-        net.half()
     training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
     if args.half:
+        net.half()
         training["weights_dtype"] = "float16"
-    training = {**training, "weights_note": (
-        f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a model file by "
-        "scripts/checkpoint_to_model.py; the rest of the card describes the whole run")}  # fmt: skip
+    training["weights_note"] = (f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a "
+                                "model file by scripts/checkpoint_to_model.py; the rest of the card describes the whole run")
     net.card = net.card.replace(training=training)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_model(net, args.out)
