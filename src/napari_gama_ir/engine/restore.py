@@ -316,7 +316,9 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
 
         canonical = da.from_array(canonical)
     canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
-    spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True)
+    # a random key, not a content hash: the same model's key from the run before may still be being
+    # released on the scheduler, and a task that depends on it is then cancelled ("lost dependencies")
+    spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True, hash=False)
     settings = _settings(plan)
     if plan.device_request == "auto":  # each worker picks its own device
         settings = dataclasses.replace(settings, device="auto", precision="auto")
