@@ -117,6 +117,8 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="autocast while training (auto: fp32 on the CPU, bf16 on a GPU); bf16 on a CPU with native bf16 steps about 2x faster")  # fmt: skip
     p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
     p.add_argument("--val-draws", type=int, default=1, help="noise draws per validation crop while training (FinetuneOptions.val_draws)")
     p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
@@ -149,7 +151,7 @@ def main(argv=None) -> None:
         clean=list(train.values()), base=base, mode="synthetic", steps=args.steps,
         max_minutes=args.minutes, patch_size=patch, batch_size=args.batch, lr=args.lr, loss="psnr",
         eval_every=250, val_images=list(val.values()), noise_model=recipe["noise"], seed=args.seed,
-        device=args.device, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
+        device=args.device, precision=args.precision, name=args.save_as or args.name, checkpoint=args.checkpoint, resume=args.resume,
         axes="YXC" if recipe["rgb"] else "YX", val_crop=256, val_draws=args.val_draws, sampler=args.sampler,
         data_note=data_note(recipe, train, val, **flags),
     )  # fmt: skip

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--axes", default=None)
     t.add_argument("--device", default="auto")
+    t.add_argument("--precision", default="auto", help="auto (fp32 on the CPU, bf16/fp16 autocast on a GPU), fp32 or bf16")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -171,7 +172,7 @@ def _cmd_train(args) -> int:
     opts = FinetuneOptions(
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
         patch_size=args.patch_size[0] if len(args.patch_size) == 1 else tuple(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
-        seed=args.seed, name=Path(args.output).stem,
+        precision=args.precision, seed=args.seed, name=Path(args.output).stem,
     )  # fmt: skip
     bar = None
 

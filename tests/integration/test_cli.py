@@ -80,7 +80,10 @@ def test_train_from_folders_saves_a_user_model(tmp_path, user_models_dir, capsys
     assert main(argv) == 0
     assert "validation PSNR" in capsys.readouterr().out
     assert (user_models_dir / "cli-trained.safetensors").exists() and (user_models_dir / "cli-trained.json").exists()
-    assert json.loads((user_models_dir / "cli-trained.json").read_text())["training"]["patch_size"] == [32, 48]
+    training = json.loads((user_models_dir / "cli-trained.json").read_text())["training"]
+    assert training["patch_size"] == [32, 48] and training["precision"] == "fp32"  # "auto" on the CPU
+    assert main([*argv[:-3], "--precision", "fp16", "-o", "cli-fp16", "-q"]) == 2
+    assert "'fp16' needs a GPU" in capsys.readouterr().err
     (tmp_path / "clean" / "img2.tif").rename(tmp_path / "clean" / "other.tif")
     assert main(argv) == 2
     assert "different file names" in capsys.readouterr().err

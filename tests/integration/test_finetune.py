@@ -35,6 +35,22 @@ def test_supervised_run_lowers_the_loss_and_improves_validation(pairs):
     assert net.card.training["steps"] == 40 and net.card.training["mode"] == "supervised"
 
 
+def _cpu_has_bf16() -> bool:
+    from napari_gama_ir.engine.runtime import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_bf16_training_on_the_cpu_learns_like_fp32(pairs):
+    noisy, clean = pairs
+    runs = {p: finetune(noisy, clean, steps=40, lr=3e-3, device="cpu", precision=p, **small()) for p in ("fp32", "bf16")}
+    assert runs["bf16"].card.training["precision"] == "bf16" and runs["fp32"].card.training["precision"] == "fp32"
+    assert not torch.equal(runs["bf16"].intro.weight, runs["fp32"].intro.weight)  # the bf16 path really ran
+    gains = {p: net.card.metrics["validation"]["psnr_after"] - net.card.metrics["validation"]["psnr_before"] for p, net in runs.items()}
+    assert gains["bf16"] > 1.0 and abs(gains["bf16"] - gains["fp32"]) < 1.0, gains
+
+
 def test_resume_continues_exactly(pairs, tmp_path):
     noisy, clean = pairs
     ckpt = tmp_path / "ckpt"
