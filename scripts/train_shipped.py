@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="autocast while training (auto: fp32 on the CPU, bf16 on a GPU); bf16 on a CPU with native bf16 steps about 2x faster")  # fmt: skip
+                   help="autocast while training (auto: fp32 on the CPU, bf16 on a GPU); bf16 on a CPU with native bf16 steps 1.3-2.2x faster (benchmarks/train_speed.py)")  # fmt: skip
     p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
     p.add_argument("--val-draws", type=int, default=1, help="noise draws per validation crop while training (FinetuneOptions.val_draws)")
     p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from napari_gama_ir import FinetuneCancelled, InvalidInputError, load_model, restore, save_model
+from napari_gama_ir.engine.runtime import cpu_has_bf16
 from napari_gama_ir.training import FinetuneOptions, finetune, iter_finetune, run_finetune
 
 
@@ -35,13 +36,7 @@ def test_supervised_run_lowers_the_loss_and_improves_validation(pairs):
     assert net.card.training["steps"] == 40 and net.card.training["mode"] == "supervised"
 
 
-def _cpu_has_bf16() -> bool:
-    from napari_gama_ir.engine.runtime import cpu_has_bf16
-
-    return cpu_has_bf16()
-
-
-@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no native bfloat16")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
 def test_bf16_training_on_the_cpu_learns_like_fp32(pairs):
     noisy, clean = pairs
     runs = {p: finetune(noisy, clean, steps=40, lr=3e-3, device="cpu", precision=p, **small()) for p in ("fp32", "bf16")}

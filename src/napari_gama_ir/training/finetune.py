@@ -196,7 +196,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     rng = np.random.default_rng(opts.seed)
     device = pick_device(opts.device)
     # CPU training stays fp32 on "auto" (the weights every test and user run so far were trained with);
-    # precision="bf16" is opt-in there: about 2x faster a step on a CPU with native bf16 (benchmarks/train_speed.py)
+    # precision="bf16" is opt-in there: 1.3-2.2x faster a step on a CPU with native bf16 (benchmarks/train_speed.py)
     precision = "fp32" if device.type == "cpu" and opts.precision == "auto" else pick_precision(opts.precision, device)
     if precision == "fp16":
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
