@@ -1,0 +1,59 @@
+"""Write the uniform average of the weights of several model files of one architecture (a "model soup",
+Wortsman et al. 2022), e.g. two runs continued from the same shipped weights with different seeds, so that
+``select_checkpoint.py`` can score the average beside the runs themselves.
+
+    python scripts/average_models.py runs/s14/rgbS/photo-rgb-S runs/s14/rgbS2/photo-rgb-S runs/s14/soup/photo-rgb-S --half
+
+The card is the first model's; its ``training`` records the sources in ``weights_note``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from napari_gama_ir import load_model
+from napari_gama_ir.zoo.store import save_model
+
+
+def average_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts with the same keys and shapes (float32 for floating tensors)."""
+    keys = list(states[0])
+    if any(list(s) != keys or any(s[k].shape != states[0][k].shape for k in keys) for s in states[1:]):
+        raise ValueError("the models do not share one architecture (their weight names or shapes differ)")
+    out = {}
+    for k in keys:
+        if states[0][k].is_floating_point():
+            out[k] = torch.stack([s[k].float() for s in states]).mean(0)
+        else:
+            out[k] = states[0][k]
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("models", nargs="+", help="two or more model paths (stems), then the output path")
+    p.add_argument("--half", action="store_true", help="store the weights as float16, as train_shipped.py --half does")
+    args = p.parse_args(argv)
+    *sources, out = args.models
+    if len(sources) < 2:
+        p.error("give at least two models to average and an output path")
+    nets = [load_model(s).float() for s in sources]
+    net = nets[0]
+    net.load_state_dict(average_state([n.state_dict() for n in nets]))
+    training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
+    if args.half:
+        net.half()
+        training["weights_dtype"] = "float16"
+    training["weights_note"] = (f"the weights are the uniform average of {', '.join(sources)} (scripts/average_models.py); "
+                                "the rest of the card describes the first of them")
+    net.card = net.card.replace(training=training)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_model(net, out)
+    print(f"wrote {out}: the average of {len(sources)} models")
+
+
+if __name__ == "__main__":
+    main()
