@@ -10,12 +10,15 @@ The card is the first model's; its ``training`` records the sources in ``weights
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
-from napari_gama_ir import load_model
-from napari_gama_ir.zoo.store import save_model
+sys.path.insert(0, str(Path(__file__).parent))
+from checkpoint_to_model import save_candidate  # noqa: E402
+
+from napari_gama_ir import load_model  # noqa: E402
 
 
 def average_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -43,15 +46,9 @@ def main(argv=None) -> None:
     nets = [load_model(s).float() for s in sources]
     net = nets[0]
     net.load_state_dict(average_state([n.state_dict() for n in nets]))
-    training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
-    if args.half:
-        net.half()
-        training["weights_dtype"] = "float16"
-    training["weights_note"] = (f"the weights are the uniform average of {', '.join(sources)} (scripts/average_models.py); "
-                                "the rest of the card describes the first of them")
-    net.card = net.card.replace(training=training)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_model(net, out)
+    save_candidate(net, out, half=args.half,
+                   weights_note=f"the weights are the uniform average of {', '.join(sources)} (scripts/average_models.py); "
+                                "the rest of the card describes the first of them")  # fmt: skip
     print(f"wrote {out}: the average of {len(sources)} models")
 
 

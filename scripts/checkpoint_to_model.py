@@ -27,16 +27,23 @@ def main(argv=None) -> None:
     tensors, meta = load_checkpoint(args.checkpoint)
     net = load_model(args.card_from)
     net.load_state_dict(model_state(tensors))
+    save_candidate(net, args.out, half=args.half,
+                   weights_note=f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a "
+                                "model file by scripts/checkpoint_to_model.py; the rest of the card describes the whole run")  # fmt: skip
+    print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")
+
+
+def save_candidate(net, out: str, *, half: bool, weights_note: str) -> None:
+    """Save ``net`` as a candidate model file whose card says where its weights came from; ``half`` stores
+    them as float16, as train_shipped.py --half does."""
     training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
-    if args.half:
+    if half:
         net.half()
         training["weights_dtype"] = "float16"
-    training["weights_note"] = (f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a "
-                                "model file by scripts/checkpoint_to_model.py; the rest of the card describes the whole run")
+    training["weights_note"] = weights_note
     net.card = net.card.replace(training=training)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_model(net, args.out)
-    print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_model(net, out)
 
 
 if __name__ == "__main__":
