@@ -1,7 +1,7 @@
 # Device call 2 (right after call 1, on the same warm machine; weights/photo-gray-S, photo-rgb-S and
 # photo-rgb in the tree): the two photo "S" models trained side by side from their shipped weights for
 # $M minutes, the choice between each run's output, its last checkpoint and the shipped file by
-# validation (64 draws, fp32 on the GPU), then restore() speed of the RGB models. The chosen files come
+# validation (64 draws, fp32 on the GPU), then (unless SPEED=0) restore() speed of the RGB models. The chosen files come
 # back as $OUT/part_* (cat part_* | tar xf - gives ship/ and cards/). The session-11 run: M=7.3 (LR=3e-4,
 # SEEDS="131 132"); session 15's: M=8 SEEDS="181 182" SPEED=0 (no speed run, its minute went to training).
 T0=$(date +%s)
@@ -27,7 +27,9 @@ python3 scripts/select_checkpoint.py photo-gray weights/photo-gray-S $R/w/photo-
 python3 scripts/select_checkpoint.py photo-rgb weights/photo-rgb-S $R/w/photo-rgb-S $R/last/photo-rgb-S --draws $DRAWS --more-photos --device $DEV | tee -a $OUT/sel.log
 echo "selection done at $(( $(date +%s) - T0 )) s"
 python3 scripts/device/pick.py $OUT/sel.log $R | tee $OUT/ship.txt
-if [ -f $R/ship/photo-rgb-S.safetensors ]; then RGBS=$R/ship/photo-rgb-S; else RGBS=weights/photo-rgb-S; fi
-[ "$SPEED" = 1 ] && timeout 90 python3 benchmarks/gpu.py --models photo-rgb $RGBS --planes 8 --precision bf16 --sections throughput --no-tiff --device $DEV 2>&1 | tee $OUT/speed.log
+if [ "$SPEED" = 1 ]; then
+  if [ -f $R/ship/photo-rgb-S.safetensors ]; then RGBS=$R/ship/photo-rgb-S; else RGBS=weights/photo-rgb-S; fi
+  timeout 90 python3 benchmarks/gpu.py --models photo-rgb $RGBS --planes 8 --precision bf16 --sections throughput --no-tiff --device $DEV 2>&1 | tee $OUT/speed.log
+fi
 (cd $R && tar cf - ship cards) | split -b 15M - $OUT/part_
 echo "call 2 took $(( $(date +%s) - T0 )) s"
