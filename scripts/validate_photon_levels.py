@@ -1,5 +1,5 @@
 """Score fluorescence candidates on the validation images (never the held-out ones) at the fluorescence
-benchmark's photon levels (Poisson + read noise 0.01, 4 fixed draws per level), one PSNR per level.
+benchmark's photon levels (Poisson + read noise 0.01, 4 fixed draws per level): one PSNR per level, then per image.
 
     python scripts/validate_photon_levels.py weights/fluorescence runs/s8/flC/fluorescence
 """
@@ -22,10 +22,14 @@ val = datasets.fluorescence_split("val")
 models = {p: load_model(p) for p in sys.argv[1:]}
 for peak in (5, 20, 100):
     scores = {p: [] for p in models}
+    per_image = {(p, name): [] for p in models for name in val}
     for draw in range(4):
         for name, clean in val.items():
             noisy = add_noise(clean, peak, np.random.default_rng(1000 * peak + draw))
             for p, net in models.items():
                 out = restore(noisy, net, axes="YX").astype(np.float64)
                 scores[p].append(psnr(out, clean.astype(np.float64), 1.0))
+                per_image[p, name].append(scores[p][-1])
     print(peak, "photons:", "  ".join(f"{p} {np.mean(s):.3f}" for p, s in scores.items()), flush=True)
+    for name in val:
+        print("   ", name, "  ".join(f"{np.mean(per_image[p, name]):.3f}" for p in models), flush=True)

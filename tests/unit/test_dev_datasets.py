@@ -26,3 +26,18 @@ def test_exported_photographs_read_back_bit_for_bit(tmp_path, monkeypatch, compr
     for name, original in originals.items():
         copy = datasets._photo(name)
         assert copy.dtype == original.dtype and np.array_equal(copy, original)
+
+
+def test_fluorescence_extras_reach_training_only(monkeypatch):
+    """--timelapse-frames and --without-nuclei-train change the training split alone: validation and the
+    held-out images stay the same, so numbers before and after compare."""
+    monkeypatch.setattr(datasets, "bbbc007", lambda: {f"img{i:02d}": np.full((4, 4), i, np.float32) for i in range(14)})
+    monkeypatch.setattr(datasets, "nuclei", lambda which: np.zeros((2, 4), np.float32))
+    monkeypatch.setattr(datasets, "timelapse_frames", lambda: {"timelapse-00": np.ones((4, 4), np.float32)})
+    plain = {which: sorted(datasets.fluorescence_split(which)) for which in ("train", "val", "eval")}
+    for which in ("val", "eval"):
+        assert sorted(datasets.fluorescence_split(which, timelapse=True, noisy_nuclei=False)) == plain[which]
+    train = sorted(datasets.fluorescence_split("train", timelapse=True, noisy_nuclei=False))
+    assert train == sorted(set(plain["train"]) - {"nuclei-train"} | {"timelapse-00"})
+    held_out = {f"bbbc007-img{i:02d}" for i in datasets.BBBC007_SPLIT["eval"]}
+    assert held_out <= set(plain["eval"]) and not held_out & set(train)
