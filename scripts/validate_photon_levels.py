@@ -21,15 +21,14 @@ from napari_gama_ir.training.losses import psnr  # noqa: E402
 val = datasets.fluorescence_split("val")
 models = {p: load_model(p) for p in sys.argv[1:]}
 for peak in (5, 20, 100):
-    scores = {p: [] for p in models}
-    per_image = {(p, name): [] for p in models for name in val}
+    scores = {(p, name): [] for p in models for name in val}
     for draw in range(4):
         for name, clean in val.items():
             noisy = add_noise(clean, peak, np.random.default_rng(1000 * peak + draw))
             for p, net in models.items():
                 out = restore(noisy, net, axes="YX").astype(np.float64)
-                scores[p].append(psnr(out, clean.astype(np.float64), 1.0))
-                per_image[p, name].append(scores[p][-1])
-    print(peak, "photons:", "  ".join(f"{p} {np.mean(s):.3f}" for p, s in scores.items()), flush=True)
+                scores[p, name].append(psnr(out, clean.astype(np.float64), 1.0))
+    means = {p: np.mean([scores[p, name] for name in val]) for p in models}
+    print(peak, "photons:", "  ".join(f"{p} {m:.3f}" for p, m in means.items()), flush=True)
     for name in val:
-        print("   ", name, "  ".join(f"{np.mean(per_image[p, name]):.3f}" for p in models), flush=True)
+        print("   ", name, "  ".join(f"{np.mean(scores[p, name]):.3f}" for p in models), flush=True)
