@@ -177,7 +177,7 @@ def main(argv=None) -> None:
         description=recipe["description"], domain=recipe["domain"], axes_hint="YXC" if recipe["rgb"] else "YX",
         training=training,
     )  # fmt: skip
-    path = save_model(net, Path(args.out) / (args.save_as or args.name))
+    path = save_model(net, Path(args.out) / (args.save_as or args.name), overwrite=True)  # a rerun replaces the model
     print(f"saved {path} after {(time.time() - t0) / 60:.1f} min")
 
 

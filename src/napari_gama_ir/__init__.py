@@ -4,6 +4,7 @@ This module imports core only (no Qt, napari or magicgui), so scripts and cluste
 """
 
 from .engine.restore import Progress, iter_restore, restore
+from .engine.options import RestoreOptions
 from .engine.plan import RestorePlan, plan_restore
 from .errors import (
     FinetuneCancelled,
@@ -11,7 +12,9 @@ from .errors import (
     InvalidDtypeError,
     InvalidInputError,
     ModelFileError,
+    OutputError,
     RestoreCancelled,
+    RestoreError,
 )
 from .model.presets import build_model, list_presets
 from .training.finetune import FinetuneOptions, FinetuneProgress, finetune, iter_finetune
@@ -28,6 +31,7 @@ __all__ = [
     "FinetuneOptions",
     "FinetuneProgress",
     "plan_restore",
+    "RestoreOptions",
     "RestorePlan",
     "Progress",
     "load_model",
@@ -38,11 +42,13 @@ __all__ = [
     "user_models_dir",
     "ModelCard",
     "RestoreCancelled",
+    "RestoreError",
     "FinetuneCancelled",
     "GamaIRError",
     "InvalidInputError",
     "InvalidDtypeError",
     "ModelFileError",
+    "OutputError",
     "restore_layer",
     "__version__",
 ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import GamaIRError
+from .io.files import sigterm_raises_systemexit
 
 
 def _int_or_auto(text: str):
@@ -19,6 +22,28 @@ def _int_or_auto(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
+def _add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of RestoreOptions that has one (its help is the field's)."""
+    from .engine.options import MEAN_MODES, RestoreOptions
+    from .engine.runtime import PRECISIONS
+
+    choices = {"precision": PRECISIONS, "mean_mode": MEAN_MODES}
+    for f in dataclasses.fields(RestoreOptions):
+        kind, flag = f.metadata["cli"], "--" + f.name.replace("_", "-")
+        if kind == "flag":
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        elif kind is not None:
+            parse = _int_or_auto if kind == "int_or_auto" else str
+            parser.add_argument(flag, type=parse, default=f.default, choices=choices.get(f.name), help=f.metadata["help"])
+
+
+def _restore_options(args: argparse.Namespace, out: str):
+    from .engine.options import RestoreOptions
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RestoreOptions) if f.metadata["cli"]}
+    return RestoreOptions(out=out, **given)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gama-ir", description="Fast image restoration with GAMA-IR.")
     p.add_argument("--version", action="version", version=f"napari-gama-ir {__version__}")
@@ -28,16 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="input .tif/.tiff or .zarr")
     r.add_argument("-o", "--output", required=True, help="output .tif/.tiff or .zarr (written atomically)")
     r.add_argument("--model", default=None, help="shipped or user model name, or a .safetensors path (default: picked from the data)")
-    r.add_argument("--axes", default=None, help="axes of the input, e.g. ZYX, TZYX, YXC (default: from the file)")
-    r.add_argument("--tile", type=_int_or_auto, default="auto")
-    r.add_argument("--overlap", type=_int_or_auto, default="auto")
-    r.add_argument("--batch-size", type=_int_or_auto, default="auto")
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    r.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    r.add_argument("--dtype", default=None, help="output dtype (default: the input's)")
-    r.add_argument("--mean-mode", default=None, choices=["global", "local"], help="GAMA means at inference (default: the card's)")
-    r.add_argument("--self-ensemble", action="store_true",
-                   help="each tile as the mean over its 8 flips and rotations: 8x the time, +0.04-0.20 dB")
+    _add_option_flags(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list shipped and user models with their cards")
@@ -64,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", default="auto", help="auto (fp32 on the CPU, bf16/fp16 autocast on a GPU), fp32 or bf16")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model of that name or path")
     t.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -74,11 +91,7 @@ def _cmd_restore(args) -> int:
     from .engine.plan import plan_restore
     from .engine.restore import iter_restore
 
-    plan = plan_restore(
-        args.input, args.model, axes=args.axes, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-        device=args.device, precision=args.precision, dtype=args.dtype, out=args.output, mean_mode=args.mean_mode,
-        self_ensemble=args.self_ensemble,
-    )  # fmt: skip
+    plan = plan_restore(args.input, args.model, _restore_options(args, args.output))
     print(plan.describe(), file=sys.stderr)
     gen = iter_restore(args.input, plan=plan)
     bar = None
@@ -93,6 +106,7 @@ def _cmd_restore(args) -> int:
     except StopIteration as stop:
         out = stop.value
     finally:
+        gen.close()  # on an error or a signal: removes the partial output
         if bar is not None:
             bar.close()
     print(out)
@@ -190,7 +204,7 @@ def _cmd_train(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    path = save_model(net, args.output)
+    path = save_model(net, args.output, overwrite=getattr(args, "overwrite", False))
     v = net.card.metrics["validation"]
     print(f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB; saved {path}")
     return 0
@@ -203,16 +217,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gama-ir``; returns the exit code (2 for bad input, 130 when interrupted)."""
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except GamaIRError as exc:
-        print(f"gama-ir {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"gama-ir {args.command}: error: {exc}", file=sys.stderr)
+        with sigterm_raises_systemexit():
+            return COMMANDS[args.command](args)
+    except (GamaIRError, OSError) as exc:  # bad input, or a file that cannot be read or written
+        print(f"gama-ir {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gama-ir {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            print(f"gama-ir {args.command}: terminated; no partial output was kept", file=sys.stderr)
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

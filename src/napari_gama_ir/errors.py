@@ -17,9 +17,18 @@ class ModelFileError(GamaIRError, ValueError):
     """A model file that is missing, corrupted, truncated or does not match its card."""
 
 
+class RestoreError(GamaIRError, RuntimeError):
+    """A restore that could not give a correct result, e.g. the model produced NaN or inf; nothing wrong
+    was written (an output file is removed)."""
+
+
 class RestoreCancelled(GamaIRError):
     """``restore`` was stopped by its ``cancel`` event; no partial output was kept."""
 
 
 class FinetuneCancelled(GamaIRError):
     """Fine-tuning was stopped before its first checkpoint, so there is no model to return."""
+
+
+class OutputError(GamaIRError, OSError):
+    """An output that cannot be written (no space left, permission denied); nothing partial was kept."""

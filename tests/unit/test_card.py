@@ -1,5 +1,6 @@
 """Model files: save_model/load_model round-trip weights and card; a corrupted, truncated, mismatching
-or unknown-keyed file raises ModelFileError naming the file; nothing is ever unpickled."""
+or unknown-keyed file raises ModelFileError naming the file; nothing is ever unpickled. The card-in-header
+design, the schema, names and crash safety are tested in tests/reliability/test_model_files.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from napari_gama_ir import InvalidInputError, ModelCard, ModelFileError, list_mo
 def saved(tiny_model, tmp_path):
     """The tiny model saved as tmp_path/my-model.{safetensors,json}."""
     return save_model(tiny_model, tmp_path / "my-model.safetensors")
+
+
+@pytest.fixture
+def legacy(saved):
+    """``saved`` as a model file without an embedded card: its card is my-model.json (as the shipped ones)."""
+    save_file(load_file(str(saved)), str(saved), metadata={"format": "pt"})
+    return saved
 
 
 def _same_outputs(a, b):
@@ -44,7 +52,7 @@ def test_round_trip_keeps_weights_and_card(tiny_model, saved):
 
 
 def test_card_json_round_trip():
-    card = ModelCard(name="x", preset="tiny", model_args={"width": 8, "enc_blocks": [1, 1]}, metrics={"psnr": 30.5})
+    card = ModelCard(name="x", preset="tiny", model_args={"width": 8, "enc_blocks": [1, 1], "dec_blocks": [1, 1]}, metrics={"psnr": 30.5})
     assert ModelCard.from_dict(json.loads(card.to_json())) == card
 
 
@@ -72,7 +80,7 @@ def test_unknown_name_lists_what_is_accepted(tiny_model, user_models_dir):
 def test_save_needs_a_card_and_a_good_name(tiny_model, tmp_path):
     with pytest.raises(InvalidInputError, match="no card"):
         save_model(torch.nn.Conv2d(1, 1, 1), tmp_path / "a")
-    with pytest.raises(InvalidInputError, match="bad model name"):
+    with pytest.raises(InvalidInputError, match="'.hidden' is not accepted"):
         save_model(tiny_model, tmp_path / ".hidden")
 
 
@@ -103,11 +111,11 @@ def _rewrite_card(saved, **changes):
     ],
     ids=["bad-json", "bad-utf8", "not-object", "no-card", "unknown-key", "version", "missing-key", "architecture", "bad-args"],
 )
-def test_bad_card_names_the_card_file(saved, corrupt, fragment):
-    corrupt(saved)
+def test_bad_card_names_the_card_file(legacy, corrupt, fragment):
+    corrupt(legacy)
     with pytest.raises(ModelFileError, match=fragment) as info:
-        load_model(saved)
-    assert str(saved.with_suffix(".json")) in str(info.value)
+        load_model(legacy)
+    assert str(legacy.with_suffix(".json")) in str(info.value)
 
 
 def _truncate(p):
@@ -143,11 +151,11 @@ def _pickle_instead(p):
     ],
     ids=["truncated", "empty", "pickle", "missing-tensor", "extra-tensor", "shape-mismatch"],
 )  # fmt: skip
-def test_bad_weights_name_the_weights_file(saved, corrupt, fragment):
-    corrupt(saved)
+def test_bad_weights_name_the_weights_file(legacy, corrupt, fragment):
+    corrupt(legacy)
     with pytest.raises(ModelFileError, match=fragment) as info:
-        load_model(saved)
-    assert str(saved) in str(info.value)
+        load_model(legacy)
+    assert str(legacy) in str(info.value)
 
 
 def test_missing_weights_file(saved):
@@ -185,13 +193,24 @@ def test_a_pickle_posing_as_weights_is_never_run(saved):
 
 
 def test_save_card_replaces_the_card_and_leaves_the_weights(tiny_model, tmp_path):
-    """Recording new metrics rewrites NAME.json only: float16 weights stay float16, byte for byte."""
+    """Recording new metrics rewrites the card (embedded and its JSON copy): float16 weights stay float16,
+    value for value."""
     from napari_gama_ir.zoo.store import save_card
 
     path = save_model(tiny_model.half(), tmp_path / "half-model")
-    before = path.read_bytes()
+    before = load_file(str(path))
     card = load_model(path).card
     card_path = save_card(card.replace(metrics={"summary": "new numbers"}), path)
-    assert card_path == path.with_suffix(".json") and path.read_bytes() == before
+    assert card_path == path.with_suffix(".json")
+    assert json.loads(card_path.read_text())["metrics"] == {"summary": "new numbers"}
     assert load_model(path).card.metrics == {"summary": "new numbers"}
-    assert all(t.dtype == torch.float16 for t in load_file(str(path)).values())
+    after = load_file(str(path))
+    assert all(t.dtype == torch.float16 and torch.equal(t, after[k]) for k, t in before.items()) and after.keys() == before.keys()
+
+
+def test_save_card_of_a_model_without_embedded_card_rewrites_the_json_only(legacy):
+    from napari_gama_ir.zoo.store import save_card
+
+    before = legacy.read_bytes()
+    save_card(load_model(legacy).card.replace(description="new words"), legacy)
+    assert legacy.read_bytes() == before and load_model(legacy).card.description == "new words"

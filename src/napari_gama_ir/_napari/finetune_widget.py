@@ -176,7 +176,7 @@ class FinetuneWidget(JobWidget):
                 raise InvalidInputError(f"model name {name!r} is not usable; use letters, digits, '-', '_' or '.'")
             if (user_models_dir() / f"{name}.safetensors").exists():
                 raise InvalidInputError(f"a model named {name!r} is already in {user_models_dir()}; choose another name")
-            path = save_model(self._net, name)
+            path = save_model(self._net, name, overwrite=False)  # the name was checked to be new just above
         except Exception as exc:  # noqa: BLE001
             return report_error(exc)
         self._status.value = f"saved {path}"

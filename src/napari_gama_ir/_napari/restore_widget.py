@@ -13,6 +13,7 @@ import napari
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton
 from napari.layers import Layer
 
+from ..engine.options import RestoreOptions
 from ..engine.runtime import DEVICES, PRECISIONS, pick_device
 from ..errors import InvalidInputError
 from ..zoo.store import list_models
@@ -27,7 +28,7 @@ DTYPES = (SAME_DTYPE, "uint8", "uint16", "float32")
 
 
 def _auto_field(label: str, what: str) -> LineEdit:
-    return LineEdit(label=label, value=AUTO, tooltip=f'"auto" or {what}; restore() checks the value')
+    return LineEdit(label=label, value=AUTO, tooltip=f'"auto" or {what}')
 
 
 def _auto_or_int(field: LineEdit):
@@ -107,13 +108,13 @@ class RestoreWidget(JobWidget):
             model = Path(self._model_file.value)
             if not model.is_file():
                 raise InvalidInputError(f"model file {str(model)!r} is not a file; choose a NAME.safetensors file")
-        return {
-            "model": None if model == AUTO_MODEL else model, "axes": self._axes.value,
-            "tile": _auto_or_int(self._tile), "overlap": _auto_or_int(self._overlap), "batch_size": _auto_or_int(self._batch),
-            "device": self._device.value, "precision": self._precision.value,
-            "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value,
-            "self_ensemble": self._ensemble.value,
+        fields = {
+            "axes": self._axes.value, "tile": _auto_or_int(self._tile), "overlap": _auto_or_int(self._overlap),
+            "batch_size": _auto_or_int(self._batch), "device": self._device.value, "precision": self._precision.value,
+            "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value, "self_ensemble": self._ensemble.value,
         }  # fmt: skip
+        checked = RestoreOptions(**fields)  # the same validation as restore(), here, before a worker starts
+        return {"model": None if model == AUTO_MODEL else model, **{k: getattr(checked, k) for k in fields}}
 
     def _run(self) -> None:
         """Restore the whole layer in a worker (which also plans); the result becomes a new layer."""

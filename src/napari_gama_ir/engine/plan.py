@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,13 +12,12 @@ import torch
 
 from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
-from ..io.files import OpenedInput, is_zarr_array, open_input
-from ..io.normalize import Normalizer
+from ..io.files import OpenedInput, is_zarr_array, open_input, output_target
+from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
+from ..tiling.windows import aligned_tiling
+from .options import AUTO, AUTO_OVERLAP, CPU_MAX_TILE, GPU_MAX_TILE, RestoreOptions, check_dtype
 from .runtime import free_gpu_bytes, pick_device, pick_precision
 
-CPU_MAX_TILE = 512  # measured: a 1024 px plane as 9 tiles of 384 px ran about 2x faster than whole (caches)
-GPU_MAX_TILE = 2048
-AUTO_OVERLAP = 32
 CPU_PIXELS_PER_BATCH = 1 << 18  # measured: on 2 cores, batching 512 px planes 4 at a time was 0.46 MP/s, one at a time 0.73
 CHUNK_BYTES = 64 << 20  # float32 bytes of input planes per chunk (a 1 GB uint16 run peaked at 2.2 GB RSS with 256 MiB)
 GPU_CHUNK_FACTOR = 4  # chunks 4x larger on a GPU: 1.7-1.8x the MP/s in bf16, 1.04-1.09x in fp16 on an H200 (benchmarks.md)
@@ -27,7 +25,6 @@ GPU_CHUNK_SHARE, GPU_CHUNK_COPIES = 0.25, 6  # a chunk on the GPU may take a qua
 # peak activation bytes per pixel per unit of width in fp16: measured 29.8 ("w16") and 33.6 ("S") on an H200
 # with channels-last activations (benchmarks.md, "GPU"); 48 leaves room for the NCHW LayerNorm's temporaries
 GPU_BYTES_PER_PIXEL_PER_WIDTH = 48
-OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
 @dataclass(frozen=True)
@@ -40,11 +37,12 @@ class RestorePlan:
     in_dtype: str
     out_dtype: str
     channel_mode: str  # "joint": channels go through the model together; "separate": one by one
-    tile: tuple[int, int]
+    tile: tuple[int, int]  # as it runs: aligned to the network's grid (tiling.windows.aligned_tiling)
     overlap: tuple[int, int]
-    align: int  # the network's 2 ** levels; the engine aligns tiles to it (tiling.windows.aligned_tiling)
+    padded: tuple[int, int]  # each plane padded (reflect) to a multiple of ``align``; tiles cover this
+    align: int  # the network's 2 ** levels
     batch_size: int
-    device: str
+    device: str  # resolved here; on a dask cluster with device "auto" each worker picks its own
     precision: str
     chunk_planes: int
     mean_mode: str
@@ -52,14 +50,20 @@ class RestorePlan:
     output: str  # "numpy", "dask", "tiff" or "zarr"
     out_path: str | None  # the file or store to create; None for numpy, dask, or the caller's zarr array
     distributed: bool
-    device_request: str  # what the caller asked for ("auto" lets each dask worker pick its own)
+    options: RestoreOptions = field(repr=False)  # what the caller asked for
     normalizer: Normalizer = field(repr=False)
     layout: CanonicalLayout = field(repr=False)
     source: OpenedInput = field(repr=False)
     model: Any = field(repr=False)
+    owns_model: bool = field(default=False, repr=False)  # loaded by this plan: free to switch its mode and device
     out_array: Any = field(default=None, repr=False)  # the caller's zarr array (``out=``), written in place
     chunk_path: str = "auto"  # "host" when not even one plane fits on the GPU beside the network (engine.resident)
     self_ensemble: bool = False  # each tile as the mean of its 8 flips and rotations (engine.ensemble)
+
+    @property
+    def worker_picks_device(self) -> bool:
+        """On a dask cluster with device "auto", each worker resolves device (and an "auto" precision) itself."""
+        return self.distributed and self.options.device == AUTO
 
     @property
     def samples_per_plane(self) -> int:
@@ -67,30 +71,33 @@ class RestorePlan:
 
     @property
     def tiles_per_image(self) -> int:
-        from ..tiling.windows import aligned_tiling, tile_grid
+        from ..tiling.windows import tile_grid
 
-        return len(tile_grid(*aligned_tiling(self.layout.yx, self.tile, self.overlap, self.align)))
+        return len(tile_grid(self.padded, self.tile, self.overlap))
 
     def describe(self) -> str:
-        """One line for the CLI and the widget."""
-        y, x = self.layout.yx
-        tiled = "untiled" if self.tile == (y, x) else f"{self.tile[0]}x{self.tile[1]} px tiles, overlap {self.overlap[0]}"
-        where = "dask cluster" if self.distributed else self.device
+        """One line for the CLI and the widget: the tile, overlap, batch, device and precision that run."""
+        if self.tile == self.padded:
+            tiled = "untiled"
+        else:
+            overlap = f"{self.overlap[0]}" if self.overlap[0] == self.overlap[1] else f"{self.overlap[0]}x{self.overlap[1]}"
+            tiled = f"{self.tile[0]}x{self.tile[1]} px tiles, overlap {overlap} px"
+        if not self.distributed:
+            where = f"{self.device} {self.precision}"
+        elif self.worker_picks_device:
+            precision = "auto precision" if self.options.precision == AUTO else self.precision
+            where = f"dask cluster (each worker picks its device), {precision}"
+        else:
+            where = f"dask cluster on {self.device} {self.precision}"
         return (
             f"{self.model_name} on {self.axes} {self.shape} {self.in_dtype}: {tiled}, batch {self.batch_size}, "
-            f"{where} {self.precision}, {self.mean_mode} means{', self-ensemble x8' if self.self_ensemble else ''}, "
+            f"{where}, {self.mean_mode} means{', self-ensemble x8' if self.self_ensemble else ''}, "
             f"-> {self.out_dtype} {self.output}"
         )
 
 
-def _check_dtype(dtype: np.dtype) -> None:
-    if dtype.kind not in "uif":
-        raise InvalidDtypeError(
-            f"cannot restore data of dtype {dtype}; accepted: unsigned/signed integers (uint8, uint16, ...) and floats"
-        )
-
-
-def _resolve_model(model, channels: int, layout_axes: str, device: torch.device):
+def _resolve_model(model, channels: int, layout_axes: str) -> tuple[Any, bool]:
+    """The network, and whether this plan loaded it itself (and so may switch its mode or device)."""
     from ..zoo.store import load_model
 
     if model is None:
@@ -98,9 +105,9 @@ def _resolve_model(model, channels: int, layout_axes: str, device: torch.device)
 
         model = default_model_name(channels, rgb_last=layout_axes.endswith("C"))
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model, device="cpu")
+        return load_model(model, device="cpu"), True
     if isinstance(model, torch.nn.Module) and hasattr(model, "card"):
-        return model
+        return model, False
     raise InvalidInputError(
         f"model must be a name, a path or a network from load_model()/build_model(), got {type(model).__name__}"
     )
@@ -115,57 +122,41 @@ def _auto_tile(size: int, max_tile: int, overlap: int, multiple: int) -> int:
     return min(size, multiple * math.ceil(tile / multiple))
 
 
-def _positive_int_or_auto(name: str, value, accepted: str):
-    if value == "auto" or value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0 or (value == 0 and name != "overlap"):
-        raise InvalidInputError(f"{name} must be {accepted} or 'auto', got {value!r}")
-    return int(value)
-
-
-def plan_restore(
-    data,
-    model=None,
-    *,
-    axes: str | None = None,
-    tile="auto",
-    overlap="auto",
-    batch_size="auto",
-    device="auto",
-    precision="auto",
-    dtype=None,
-    out=None,
-    mean_mode: str | None = None,
-    normalizer: Normalizer | None = None,
-    self_ensemble: bool = False,
-) -> RestorePlan:
+def plan_restore(data, model=None, options: RestoreOptions | None = None, **overrides) -> RestorePlan:
     """Validate the inputs of :func:`restore` and resolve every "auto" into a :class:`RestorePlan`.
 
-    Takes the arguments of :func:`restore` (except ``progress`` and ``cancel``); with ``normalizer``
-    the data's intensities are not sampled.
+    Parameters
+    ----------
+    data, model
+        As in :func:`restore`.
+    options : RestoreOptions, optional
+        The options; keywords (``tile=256``) override its fields. With ``normalizer`` the data's
+        intensities are not sampled.
     """
+    opts = RestoreOptions.create(options, **overrides)
     src = open_input(data)
     arr = src.array
-    in_dtype = np.dtype(arr.dtype)
-    _check_dtype(in_dtype)
+    in_dtype = np.dtype(check_dtype(arr.dtype, "data of dtype"))
     if arr.ndim < 2 or 0 in arr.shape:
         raise InvalidInputError(f"data of shape {tuple(arr.shape)} is empty or has fewer than 2 axes; need at least Y and X")
     shape = tuple(int(s) for s in arr.shape)
-    if axes is None:
-        axes = src.axes if src.axes else default_axes(shape)
-    axes = normalize_axes(axes, shape)
+    axes = normalize_axes(opts.axes or src.axes or default_axes(shape), shape)
     layout = CanonicalLayout(axes, shape)
     if not src.lazy and in_dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
-    if not isinstance(self_ensemble, (bool, np.bool_)):
-        raise InvalidInputError(f"self_ensemble must be True or False, got {self_ensemble!r}")
-    output, out_path = _resolve_output(out, src.lazy)  # cheap checks before loading a model
-    if is_zarr_array(out) and tuple(out.shape) != shape:
-        raise InvalidInputError(f"out is a zarr array of shape {tuple(out.shape)}; it must have the data's {shape}")
-    dev = pick_device(device)
-    prec = pick_precision(precision, dev)
-    net = _resolve_model(model, layout.channels, axes, dev)
+    out_path = output_target(opts.out, opts.overwrite) if isinstance(opts.out, (str, os.PathLike)) else None
+    output = "zarr" if is_zarr_array(opts.out) else ("dask" if src.lazy else "numpy") if opts.out is None else (
+        "zarr" if out_path.endswith(".zarr") else "tiff")  # fmt: skip
+    out_dtype = opts.dtype or str(in_dtype)
+    if is_zarr_array(opts.out):
+        if tuple(opts.out.shape) != shape:
+            raise InvalidInputError(f"out is a zarr array of shape {tuple(opts.out.shape)}; it must have the data's {shape}")
+        if np.dtype(opts.out.dtype) != np.dtype(out_dtype):
+            raise InvalidDtypeError(f"out is a zarr array of dtype {opts.out.dtype}; it must have the output dtype {out_dtype}")
+    dev = pick_device(opts.device)
+    prec = pick_precision(opts.precision, dev)
+    net, owns_model = _resolve_model(model, layout.channels, axes)
     card = net.card
     if card.in_channels == layout.channels:
         channel_mode = "joint"
@@ -177,41 +168,12 @@ def plan_restore(
             f"(axes {axes!r}, shape {shape}); use a model with 1 or {layout.channels} input channels, or fix axes="
         )
 
-    try:
-        out_dtype = np.dtype(dtype) if dtype is not None else in_dtype
-    except TypeError:
-        raise InvalidDtypeError(f"dtype {dtype!r} is not a numpy dtype; accepted: e.g. 'uint8', 'uint16', 'float32'") from None
-    _check_dtype(out_dtype)
-    if is_zarr_array(out) and np.dtype(out.dtype) != out_dtype:
-        raise InvalidDtypeError(f"out is a zarr array of dtype {out.dtype}; it must have the output dtype {out_dtype}")
-    levels = len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
-    y, x = layout.yx
-    ov = _positive_int_or_auto("overlap", overlap, "a non-negative int (pixels)")
-    ov = AUTO_OVERLAP if ov is None else ov
-    t = _positive_int_or_auto("tile", tile, "a positive int (pixels)")
+    align = 2 ** len(card.model_args.get("enc_blocks", (2, 2, 2, 2)))
     width = int(card.model_args.get("width", 16))
     free = free_gpu_bytes(dev)
-    max_tile = GPU_MAX_TILE if dev.type != "cpu" else CPU_MAX_TILE
-    if free is not None:  # the largest tile whose activations fit in half the free GPU memory
-        fitting = int(math.sqrt(0.5 * free / (width * GPU_BYTES_PER_PIXEL_PER_WIDTH)))
-        max_tile = max(128, min(max_tile, fitting // 2**levels * 2**levels))
-    if t is None:
-        tile_yx = (_auto_tile(y, max_tile, ov, 2**levels), _auto_tile(x, max_tile, ov, 2**levels))
-    else:
-        tile_yx = (min(t, y), min(t, x))
-    tiled = [t for t, size in zip(tile_yx, (y, x)) if t < size]  # an axis the tile covers needs no overlap
-    if tiled and ov >= min(tiled):
-        raise InvalidInputError(f"overlap {ov} must be smaller than the tile {min(tiled)}; lower overlap= or raise tile=")
-    overlap_yx = tuple(ov if tile_yx[i] < (y, x)[i] else 0 for i in range(2))
-
-    b = _positive_int_or_auto("batch_size", batch_size, "a positive int")
-    if b is None:
-        area = tile_yx[0] * tile_yx[1]
-        if free is not None:
-            b = max(1, int(0.5 * free / (area * width * GPU_BYTES_PER_PIXEL_PER_WIDTH)))
-        else:
-            b = max(1, CPU_PIXELS_PER_BATCH // area)
-        b = min(b, 64)
+    y, x = layout.yx
+    tile, overlap, padded = _resolve_tiling(opts, (y, x), align, width, free, dev)
+    batch = _resolve_batch(opts, tile, width, free)
     plane_bytes = 4 * layout.channels * y * x
     chunk_bytes = CHUNK_BYTES * (GPU_CHUNK_FACTOR if dev.type != "cpu" else 1)
     chunk_planes = max(1, min(layout.planes, chunk_bytes // plane_bytes))
@@ -221,52 +183,55 @@ def plan_restore(
         chunk_planes = max(1, min(chunk_planes, fitting))
         chunk_path = "auto" if fitting >= 1 else "host"  # a huge plane: tiles go to the GPU, the plane stays here
 
-    mode = mean_mode or card.inference.get("mean_mode", "global")
-    if mode not in ("global", "local"):
-        raise InvalidInputError(f"mean_mode must be 'global' or 'local', got {mode!r}")
+    mode = opts.mean_mode or card.inference.get("mean_mode", "global")
     local_size = int(card.inference.get("local_size", card.model_args.get("local_size", 192)))
+    normalizer = opts.normalizer
     if normalizer is None:
-        norm_cfg = card.normalization
-        low, high = norm_cfg.get("low", 0.5), norm_cfg.get("high", 99.9)
+        low, high = (card.normalization.get(k, d) for k, d in zip(("low", "high"), DEFAULT_PERCENTILES))
         normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high)
-    elif not isinstance(normalizer, Normalizer) or normalizer.low.shape != (layout.channels,):
-        what = f"{len(normalizer.low)} channels" if isinstance(normalizer, Normalizer) else type(normalizer).__name__
+    elif normalizer.low.shape != (layout.channels,):
         raise InvalidInputError(
-            f"normalizer must be a Normalizer for the data's {layout.channels} channel(s), got {what}; "
+            f"normalizer is for {len(normalizer.low)} channel(s), the data has {layout.channels}; "
             "take it from plan_restore(stack, ...).normalizer"
         )
     if not (np.isfinite(normalizer.low).all() and np.isfinite(normalizer.high).all()):
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
     return RestorePlan(
-        model_name=card.name, axes=axes, shape=shape, in_dtype=str(in_dtype), out_dtype=str(out_dtype),
-        channel_mode=channel_mode, tile=tile_yx, overlap=overlap_yx, align=2**levels, batch_size=b, device=str(dev),
-        precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size, output=output,
-        out_path=out_path, distributed=_active_client() is not None and output != "dask", device_request=str(device),
-        normalizer=normalizer, layout=layout, source=src, model=net, out_array=out if is_zarr_array(out) else None,
-        chunk_path=chunk_path, self_ensemble=bool(self_ensemble),
+        model_name=card.name, axes=axes, shape=shape, in_dtype=str(in_dtype), out_dtype=out_dtype,
+        channel_mode=channel_mode, tile=tile, overlap=overlap, padded=padded, align=align, batch_size=batch,
+        device=str(dev), precision=prec, chunk_planes=chunk_planes, mean_mode=mode, local_size=local_size,
+        output=output, out_path=out_path, distributed=_active_client() is not None and output != "dask",
+        options=opts, normalizer=normalizer, layout=layout, source=src, model=net, owns_model=owns_model,
+        out_array=opts.out if is_zarr_array(opts.out) else None, chunk_path=chunk_path,
+        self_ensemble=opts.self_ensemble,
     )  # fmt: skip
 
 
-def _resolve_output(out, lazy: bool) -> tuple[str, str | None]:
-    if out is None:
-        return ("dask" if lazy else "numpy"), None
-    if is_zarr_array(out):
-        return "zarr", None
-    if not isinstance(out, (str, os.PathLike)):
-        raise InvalidInputError(
-            f"out must be None or a path (.tif, .tiff or .zarr) or a zarr array, got {type(out).__name__}"
-        )
-    path = Path(out).expanduser()
-    name = path.name.lower()
-    if not name.endswith(OUTPUT_SUFFIXES):
-        raise InvalidInputError(f"out={str(out)!r} has an unsupported suffix; accepted: .tif, .tiff, .zarr")
-    if not path.parent.exists():
-        raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} does not exist")
-    kind = "zarr" if name.endswith(".zarr") else "tiff"
-    if path.exists() and path.is_dir() != (kind == "zarr"):
-        what = "a folder" if path.is_dir() else "a file"
-        raise InvalidInputError(f"out={str(out)!r} exists as {what}; remove it or choose another name")
-    return ("zarr" if name.endswith(".zarr") else "tiff"), str(path)
+def _resolve_tiling(opts: RestoreOptions, yx: tuple[int, int], align: int, width: int, free: int | None, dev):
+    """The tile and overlap that run (aligned to the network's grid) and the padded plane they cover."""
+    overlap = AUTO_OVERLAP if opts.overlap == AUTO else opts.overlap
+    if opts.tile == AUTO:
+        max_tile = GPU_MAX_TILE if dev.type != "cpu" else CPU_MAX_TILE
+        if free is not None:  # the largest tile whose activations fit in half the free GPU memory
+            fitting = int(math.sqrt(0.5 * free / (width * GPU_BYTES_PER_PIXEL_PER_WIDTH)))
+            max_tile = max(128, min(max_tile, fitting // align * align))
+        tile = tuple(_auto_tile(s, max_tile, overlap, align) for s in yx)
+    else:
+        tile = tuple(min(opts.tile, s) for s in yx)
+    tiled = [t for t, s in zip(tile, yx) if t < s]  # an axis the tile covers needs no overlap
+    if tiled and overlap >= min(tiled):
+        raise InvalidInputError(f"overlap {overlap} must be smaller than the tile {min(tiled)}; lower overlap= or raise tile=")
+    padded, tile, overlap = aligned_tiling(yx, tile, tuple(overlap if t < s else 0 for t, s in zip(tile, yx)), align)
+    return tile, overlap, padded
+
+
+def _resolve_batch(opts: RestoreOptions, tile: tuple[int, int], width: int, free: int | None) -> int:
+    if opts.batch_size != AUTO:
+        return opts.batch_size
+    area = tile[0] * tile[1]
+    if free is not None:
+        return min(64, max(1, int(0.5 * free / (area * width * GPU_BYTES_PER_PIXEL_PER_WIDTH))))
+    return min(64, max(1, CPU_PIXELS_PER_BATCH // area))
 
 
 def _active_client():

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError
-from ..io.normalize import Normalizer, cast_to, largest_float_below
+from ..errors import InvalidInputError, RestoreError
+from ..io.normalize import NORMALIZED_LIMIT, Normalizer, _wide, cast_to, largest_float_below
 
 # numpy dtypes torch holds as they are; unsigned 16/32-bit travel as the signed type of the same bits
 _NATIVE = {np.dtype(t): getattr(torch, n) for t, n in [
@@ -32,22 +32,31 @@ def _on_device(dtype: np.dtype, device: torch.device) -> bool:
     return not (device.type == "mps" and dtype.itemsize == 8)
 
 
+def has_float64(device: torch.device) -> bool:
+    """Whether ``device`` computes in float64 (MPS does not)."""
+    return torch.device(device).type != "mps"
+
+
 def upload(raw: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(k, C, Y, X) raw values of any accepted dtype -> the same values as float32 on ``device``.
+    """(k, C, Y, X) raw values of any accepted dtype -> the same values as float32 on ``device``, or as
+    float64 for the types float32 cannot hold exactly (float64, 32/64-bit integers) where the device
+    computes in float64, so that :func:`normalize` is exact at any scale.
 
     uint16 and uint32 travel as int16 / int32 bit patterns (torch has little support for unsigned
     types) and are widened on the device; other types torch or the device lacks are converted to
-    float32 on the host.
+    float32 (float64 where the device has it) on the host.
     """
     raw = np.ascontiguousarray(raw)
     if not raw.dtype.isnative:  # big-endian files: torch holds native byte order only
         raw = raw.astype(raw.dtype.newbyteorder("="))
+    wide = _wide(raw.dtype) and has_float64(device)
     if raw.dtype in _UNSIGNED_AS_SIGNED:
-        signed, _, wide, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
-        return (_to(raw.view(signed), device).to(wide) & mask).float()
+        signed, _, as_int, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
+        widened = _to(raw.view(signed), device).to(as_int) & mask
+        return widened.double() if wide else widened.float()
     if raw.dtype not in _NATIVE or not _on_device(raw.dtype, device):
-        raw = raw.astype(np.float32)
-    return _to(raw, device).float()
+        raw = raw.astype(np.float64 if wide else np.float32)
+    return _to(raw, device).double() if wide else _to(raw, device).float()
 
 
 def _to(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -59,22 +68,49 @@ def _to(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+def float64_on_host(dtype, normalizer: Normalizer, device: torch.device) -> bool:
+    """True where :func:`normalize` or :func:`denormalize` of values of ``dtype`` on ``device`` would not
+    be exact: float64 work on a device without float64 (MPS). Then ``normalizer.forward`` runs on the
+    host and the normalised values travel (input), or :meth:`PendingBlock.result` inverts the normalised
+    output on the host."""
+    return normalizer.work_dtype(dtype) == np.float64 and not has_float64(device)
+
+
 def normalize(x: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
-    """:meth:`Normalizer.forward` on a (k, C, Y, X) float32 tensor, where it lies."""
-    low, high = _bounds(normalizer, x.device)
-    return (x - low) / (high - low)
+    """:meth:`Normalizer.forward` on a (k, C, Y, X) float tensor, where it lies: float32 out, clipped to
+    ``±NORMALIZED_LIMIT``; float64 arithmetic where ``x`` is float64 or the bounds need it."""
+    work = torch.float64 if x.dtype == torch.float64 or not normalizer.float32_safe() else torch.float32
+    if not has_float64(x.device):
+        work = torch.float32
+    low, scale = _bounds(normalizer, x.device, work)
+    y = x.to(work) - low
+    return y.div_(scale).clamp_(-NORMALIZED_LIMIT, NORMALIZED_LIMIT).float()
 
 
-def denormalize(y: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
-    """:meth:`Normalizer.inverse` on a (k, C, Y, X) float32 tensor, where it lies."""
-    low, high = _bounds(normalizer, y.device)
-    return y * (high - low) + low
+def denormalize(y: torch.Tensor, normalizer: Normalizer, dtype=np.float32) -> torch.Tensor:
+    """:meth:`Normalizer.inverse` on a (k, C, Y, X) float32 tensor, where it lies: float32, or float64
+    where the output ``dtype`` or the bounds need it (see :func:`float64_on_host` for MPS)."""
+    work = torch.float64 if normalizer.work_dtype(dtype) == np.float64 and has_float64(y.device) else torch.float32
+    low, scale = _bounds(normalizer, y.device, work)
+    return torch.addcmul(low, y.to(work), scale)
 
 
-def _bounds(normalizer: Normalizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    low = torch.as_tensor(normalizer.low, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    high = torch.as_tensor(normalizer.high, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return low, high
+def _bounds(normalizer: Normalizer, device: torch.device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``low`` and ``high - low`` as (1, C, 1, 1) tensors of ``dtype`` on ``device``."""
+    low = torch.as_tensor(normalizer.low, dtype=dtype, device=device).view(1, -1, 1, 1)
+    scale = torch.as_tensor(normalizer.scale, dtype=dtype, device=device).view(1, -1, 1, 1)
+    return low, scale
+
+
+def non_finite_output(net) -> RestoreError:
+    """The error for a network output holding NaN or inf, naming the model where it has a card."""
+    card = getattr(net, "card", None)
+    name = getattr(card, "name", None) or f"an unnamed {type(net).__name__} built in memory"
+    return RestoreError(
+        f"the model produced NaN or inf on this data (model {name}); nothing was written from it and an "
+        "output file is removed. Check the model's weights (load_model refuses NaN weights; a model built "
+        "or changed in memory is not checked), or restore with precision='fp32'"
+    )
 
 
 def cast(values: torch.Tensor, dtype) -> torch.Tensor:
@@ -86,7 +122,11 @@ def cast(values: torch.Tensor, dtype) -> torch.Tensor:
     if dtype not in _NATIVE and dtype not in _UNSIGNED_AS_SIGNED or not _on_device(dtype, values.device):
         return values
     if dtype.kind == "f":
-        return values.to(_NATIVE[dtype])
+        target = _NATIVE[dtype]
+        if torch.finfo(target).max < torch.finfo(values.dtype).max:  # saturate, as cast_to does, not inf
+            big = torch.finfo(target).max
+            values = values.clamp(-big, big)
+        return values.to(target)
     info = np.iinfo(dtype)
     rounded = torch.round(values if values.dtype == torch.float64 else values.float())
     high = largest_float_below(info.max, np.float64 if rounded.dtype == torch.float64 else np.float32)
@@ -98,11 +138,21 @@ def cast(values: torch.Tensor, dtype) -> torch.Tensor:
 
 
 class PendingBlock:
-    """Output on its way to the host: the copy is queued behind the device's work; ``result()`` waits."""
+    """Output on its way to the host: the copy is queued behind the device's work; ``result()`` waits.
 
-    def __init__(self, values: torch.Tensor, dtype, finite: torch.Tensor | None = None) -> None:
+    ``finite`` (the input's) and ``output_finite`` (the network's output's) are 0-d bool tensors reduced on
+    the device and read only here, so checking them costs no extra synchronisation. ``normalizer``: the
+    values are still normalised and are inverted on the host (see :func:`float64_on_host`).
+    """
+
+    def __init__(
+        self, values: torch.Tensor, dtype, finite: torch.Tensor | None = None,
+        output_finite: torch.Tensor | None = None, error: RestoreError | None = None,
+        normalizer: Normalizer | None = None,
+    ) -> None:  # fmt: skip
         self.dtype = np.dtype(dtype)
         self.finite = finite
+        self.output_finite, self.error, self.normalizer = output_finite, error, normalizer
         if values.device.type == "cuda":
             self.host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
             self.host.copy_(values, non_blocking=True)
@@ -117,8 +167,13 @@ class PendingBlock:
             self.event.synchronize()
         if self.finite is not None and not bool(self.finite):
             raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
+        if self.output_finite is not None and not bool(self.output_finite):
+            self.host = None
+            raise self.error or RestoreError("the model produced NaN or inf on this data; nothing was written from it")
         out = self.host.numpy()
-        if out.dtype == self.dtype:
+        if self.normalizer is not None:
+            result = cast_to(self.normalizer.inverse(out, dtype=self.dtype), self.dtype)
+        elif out.dtype == self.dtype:
             result = out
         elif self.dtype in _UNSIGNED_AS_SIGNED and out.dtype == _UNSIGNED_AS_SIGNED[self.dtype][0]:
             result = out.view(self.dtype)  # the unsigned bits that cast() kept

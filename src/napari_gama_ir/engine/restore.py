@@ -9,10 +9,10 @@ copied back while the device computes the next one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Generator, Iterator
@@ -20,14 +20,16 @@ from typing import Callable, Generator, Iterator
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError, RestoreCancelled
+from ..errors import InvalidInputError, OutputError, RestoreCancelled
+from ..io.files import sigterm_raises_systemexit
 from ..io.normalize import Normalizer, cast_to
 from ..io.sinks import ArraySink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
 from . import resident
 from .ensemble import self_ensemble
-from .plan import AUTO_OVERLAP, RestorePlan, _active_client, plan_restore
+from .options import AUTO, AUTO_OVERLAP, RestoreOptions
+from .plan import RestorePlan, _active_client, plan_restore
 from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory, pick_device, pick_precision
 
 
@@ -161,20 +163,33 @@ def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSetti
     x = normalizer.forward(raw)
     k, c, h, w = x.shape
     y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
-    return cast_to(normalizer.inverse(y.reshape(k, -1, h, w)), out_dtype)
+    if not np.isfinite(y).all():  # NaN would cast to 0 (integers) or stay NaN, written without a word
+        raise resident.non_finite_output(net)
+    return cast_to(normalizer.inverse(y.reshape(k, -1, h, w), dtype=out_dtype), out_dtype)
 
 
 def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
     """:func:`iter_block` with every step after the upload on the network's device; returns a
     :class:`~napari_gama_ir.engine.resident.PendingBlock` whose copy to the host is under way."""
     device = torch.device(settings.device)
-    x = resident.upload(raw, device)
-    finite = torch.isfinite(x).all() if raw.dtype.kind == "f" else None  # checked when the result is read
-    x = resident.normalize(x, normalizer)
+    if resident.float64_on_host(raw.dtype, normalizer, device):  # exact arithmetic the device lacks (MPS)
+        _check_finite(raw)
+        x, finite = resident.upload(normalizer.forward(raw), device), None
+    else:
+        x = resident.upload(raw, device)
+        finite = torch.isfinite(x).all() if raw.dtype.kind == "f" else None  # checked when the result is read
+        x = resident.normalize(x, normalizer)
     k, c, h, w = x.shape
     y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
-    values = resident.cast(resident.denormalize(y.reshape(k, -1, h, w), normalizer), out_dtype)
-    return resident.PendingBlock(values, out_dtype, finite)
+    y = y.reshape(k, -1, h, w)
+    output_finite = torch.isfinite(y).all()  # one reduction on the device, read with the result
+    if resident.float64_on_host(out_dtype, normalizer, device):
+        values, host_normalizer = y, normalizer  # PendingBlock.result inverts and casts on the host
+    else:
+        values, host_normalizer = resident.cast(resident.denormalize(y, normalizer, out_dtype), out_dtype), None
+    return resident.PendingBlock(
+        values, out_dtype, finite, output_finite, resident.non_finite_output(net), normalizer=host_normalizer
+    )
 
 
 def restore_block(raw: np.ndarray, net, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
@@ -218,22 +233,29 @@ def _match_worker_threads() -> None:
         torch.set_num_threads(nthreads)
 
 
-@contextmanager
-def _mean_mode(net, mode: str, local_size: int):
-    """Run ``net`` with the plan's GAMA mean mode, then put the caller's model back as it was."""
-    gamas = [m for m in net.modules() if type(m).__name__ == "GAMA"]
-    before = [(g.mean_mode, g.local_size) for g in gamas]
-    net.set_mean_mode(mode, local_size)
-    try:
-        yield net
-    finally:
-        for g, (m, s) in zip(gamas, before):
-            g.mean_mode, g.local_size = m, s
+def _network(plan: RestorePlan):
+    """The plan's network in eval mode, on the plan's device, with the plan's GAMA mean mode.
+
+    A caller's model is never changed (other threads may be restoring with it in another mode or on
+    another device): a private copy runs instead (milliseconds for these networks).
+    """
+    net = plan.model if plan.owns_model else copy.deepcopy(plan.model)
+    net.set_mean_mode(plan.mean_mode, plan.local_size)
+    return net.eval().to(torch.device(plan.device))
 
 
 def _settings(plan: RestorePlan) -> TileSettings:
     return TileSettings(plan.tile, plan.overlap, plan.batch_size, plan.device, plan.precision, align=plan.align,
                         chunk_path=plan.chunk_path, self_ensemble=plan.self_ensemble)  # fmt: skip
+
+
+def _cluster_settings(plan: RestorePlan) -> TileSettings:
+    """The tile settings sent to dask workers: with device "auto" each worker picks its device, and its
+    precision too unless the caller asked for one (an explicit precision reaches every worker unchanged)."""
+    settings = _settings(plan)
+    if plan.worker_picks_device:
+        settings = dataclasses.replace(settings, device=AUTO, precision=plan.options.precision)
+    return settings
 
 
 def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:
@@ -256,11 +278,18 @@ def _lazy_result(plan: RestorePlan):
 def _open_sink(plan: RestorePlan):
     if plan.out_array is not None:
         return ArraySink(plan.layout, plan.out_dtype, into=plan.out_array)
+    overwrite = plan.options.overwrite
     if plan.output == "zarr":
-        return ZarrSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata)
+        return ZarrSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata, overwrite)
     if plan.output == "tiff":
-        return TiffSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata)
+        return TiffSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata, overwrite)
     return ArraySink(plan.layout, plan.out_dtype)
+
+
+def _output_error(plan: RestorePlan, exc: OSError) -> OutputError:
+    where = plan.out_path or "the output zarr array"
+    return OutputError(f"could not write {where}: {exc.strerror or exc}; nothing partial was kept (free space, "
+                       "check permissions, or choose another output)")  # fmt: skip
 
 
 def _read(canonical, start: int, stop: int) -> np.ndarray:
@@ -274,10 +303,8 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
     settings, separate = _settings(plan), plan.channel_mode == "separate"
     bounds = _chunk_bounds(plan)
     done = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="gama-ir-read") as reader, _mean_mode(
-        plan.model, plan.mean_mode, plan.local_size
-    ) as net:
-        net.to(plan.device)
+    net = _network(plan)
+    with ThreadPoolExecutor(1, thread_name_prefix="gama-ir-read") as reader:
         pending = reader.submit(_read, canonical, *bounds[0])
         copying = None  # accelerator path: (first plane, PendingBlock) of the chunk before this one
         run = iter_block_resident if settings.resident else iter_block
@@ -319,10 +346,7 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
     # a random key, not a content hash: the same model's key from the run before may still be being
     # released on the scheduler, and a task that depends on it is then cancelled ("lost dependencies")
     spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True, hash=False)
-    settings = _settings(plan)
-    if plan.device_request == "auto":  # each worker picks its own device
-        settings = dataclasses.replace(settings, device="auto", precision="auto")
-    args = (plan.normalizer, settings, plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
+    args = (plan.normalizer, _cluster_settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
     chunks = list(canonical.to_delayed().ravel())
     window = 2 * max(1, len(client.scheduler_info().get("workers", {})))  # chunks in flight: bounded memory
     submitted: list = []
@@ -347,20 +371,24 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
         client.cancel([f for pair in submitted for f in pair if f is not None])
 
 
-def iter_restore(data, model=None, **options) -> Generator[Progress, None, object]:
+def iter_restore(data, model=None, options: RestoreOptions | None = None, *, plan: RestorePlan | None = None,
+                 **overrides) -> Generator[Progress, None, object]:  # fmt: skip
     """Restore ``data`` step by step: yields :class:`Progress` after each batch, returns the result.
 
-    Takes the arguments of :func:`restore` except ``progress`` and ``cancel`` (or ``plan=`` a
-    :class:`RestorePlan`). The first step carries the plan (``Progress.plan``). Closing the generator
-    (``gen.close()``) stops between batches and removes any partial output file.
+    Takes the arguments of :func:`restore` except ``progress`` and ``cancel``, or ``plan=`` a
+    :class:`RestorePlan` from :func:`plan_restore`. The first step carries the plan (``Progress.plan``).
+    Closing the generator (``gen.close()``) stops between batches and removes any partial output file.
     """
-    plan = options.pop("plan", None) or plan_restore(data, model, **options)
+    plan = plan or plan_restore(data, model, options, **overrides)
     if plan.output == "dask":
         return _lazy_result(plan)
     per_image = plan.tiles_per_image
     total = plan.layout.planes * plan.samples_per_plane * per_image  # tiles; iter_tiles yields tiles per batch
     yield Progress(0, total, plan.describe(), plan)
-    sink = _open_sink(plan)
+    try:
+        sink = _open_sink(plan)
+    except OSError as exc:
+        raise _output_error(plan, exc) from exc
     blocks = _distributed_blocks(plan, total) if plan.distributed else _local_blocks(plan, total)
     try:
         for item in blocks:
@@ -369,9 +397,11 @@ def iter_restore(data, model=None, **options) -> Generator[Progress, None, objec
             else:
                 sink.write(*item)
         result = sink.finish()
-    except BaseException:
+    except BaseException as exc:
         blocks.close()
         sink.abort()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and plan.output in ("tiff", "zarr"):
+            raise _output_error(plan, exc) from exc
         raise
     return result
 
@@ -379,20 +409,11 @@ def iter_restore(data, model=None, **options) -> Generator[Progress, None, objec
 def restore(
     data,
     model=None,
+    options: RestoreOptions | None = None,
     *,
-    axes: str | None = None,
-    tile="auto",
-    overlap="auto",
-    batch_size="auto",
-    device="auto",
-    precision="auto",
-    dtype=None,
-    out=None,
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
-    mean_mode: str | None = None,
-    normalizer: Normalizer | None = None,
-    self_ensemble: bool = False,
+    **overrides,
 ):
     """Restore (denoise) every 2-D plane of an image or stack with a GAMA-IR model.
 
@@ -402,53 +423,30 @@ def restore(
         Any shape with Y and X axes (YX, ZYX, TZYX, CYX, YXC, TCZYX, ...); uint8/uint16/int/float.
         Paths: TIFF (OME, BigTIFF, ImageJ) or zarr. The input is never modified.
     model : str, PathLike, GAMAIR or None
-        A shipped or user model name, a path to ``NAME.safetensors``, or a loaded network.
-        None picks the shipped default for the data (RGB or single-channel).
-    axes : str, optional
-        Overrides the axes read from the file or guessed from the shape (see the README's rules).
-    tile, overlap : int or "auto"
-        Tile edge and overlap in pixels. "auto": whole planes up to 1024 px on the CPU (2048 on a
-        GPU), else equal tiles that just cover the plane, 32 px overlap. Tiles and overlaps are rounded
-        up to the network's grid (``2 ** levels`` px, 16 for "S") so every tile starts on it.
-    batch_size : int or "auto"
-        Tiles per forward pass; "auto" sizes it from free GPU memory, or to ~0.25 MP on the CPU.
-    device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
-        "auto" picks CUDA, then MPS, then the CPU.
-    precision : {"auto", "fp32", "fp16", "bf16"}
-        "auto": bf16 (or fp16) autocast on CUDA; bf16 on a CPU with native bfloat16 (AVX512-BF16, AMX);
-        fp32 elsewhere.
-    dtype : numpy dtype, optional
-        Output dtype; default the input's (integers are rounded and clipped to their range).
-    out : str, PathLike or zarr.Array, optional
-        Stream the result to a ``.tif``/``.tiff`` or ``.zarr`` (written to a temporary name, renamed at
-        the end) and return the path. Or write it plane by plane straight into a zarr array you created
-        with the data's shape and the output dtype (one chunk per plane is fastest), which others may
-        read while it fills, and return that array; it stays yours, so after a failure or cancel the
-        planes written so far remain in it.
+        A shipped or user model name, a path to ``NAME.safetensors``, or a loaded network (never
+        changed: it may be shared by threads). None picks the shipped default for the data.
+    options : RestoreOptions, optional
+        The options below as one object; keywords override its fields.
     progress : callable(done, total), optional
         Called after each batch with the tiles done so far and the total number of tiles.
     cancel : threading.Event, optional
-        Checked between batches; when set, stops with :class:`RestoreCancelled` and leaves no output.
-    mean_mode : {"global", "local"}, optional
-        GAMA mean mode at inference; default the model card's choice.
-    normalizer : Normalizer, optional
-        Intensity normalisation to use instead of percentiles sampled from ``data``: e.g.
-        ``plan_restore(stack, model).normalizer`` restores one plane of ``stack`` exactly as the whole
-        stack would be (napari's Preview).
-    self_ensemble : bool
-        Restore each tile as the mean over its 8 flips and 90-degree rotations: 8x the time for a
-        little more quality (+0.04 to +0.20 dB PSNR on the held-out sets). Default False.
+        Checked between batches (anything with ``is_set()``); when set, stops with
+        :class:`RestoreCancelled` and leaves no output.
+{options}
 
     Returns
     -------
     numpy.ndarray, dask.array.Array or str
         numpy in, numpy out (same shape and axes); lazy in with ``out=None``, a lazy dask array;
-        with ``out`` a path, the output path; with ``out`` a zarr array, that array.
+        with ``out`` a path, the output path; with ``out`` a zarr array, that array (which stays the
+        caller's: after a failure or cancel the planes written so far remain in it).
 
     Raises
     ------
     InvalidInputError, InvalidDtypeError, ModelFileError
         Bad data, options or model files; the message names the value and what is accepted.
+    OutputError
+        The output could not be written (disk full, permission denied); nothing partial is left.
     RestoreCancelled
         ``cancel`` was set.
 
@@ -460,18 +458,24 @@ def restore(
     >>> clean.shape, clean.dtype
     ((2, 64, 64), dtype('uint16'))
     """
-    gen = iter_restore(
-        data, model, axes=axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-        precision=precision, dtype=dtype, out=out, mean_mode=mean_mode, normalizer=normalizer,
-        self_ensemble=self_ensemble,
-    )  # fmt: skip
-    try:
-        while True:
-            if cancel is not None and cancel.is_set():
-                gen.close()
-                raise RestoreCancelled("restore was cancelled; no output was kept")
-            step = next(gen)
-            if progress is not None:
-                progress(step.done, step.total)
-    except StopIteration as stop:
-        return stop.value
+    if progress is not None and not callable(progress):
+        raise InvalidInputError(f"progress must be a callable(done, total) or None, got {type(progress).__name__}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise InvalidInputError(f"cancel must be a threading.Event (anything with is_set()) or None, got {type(cancel).__name__}")
+    gen = iter_restore(data, model, options, **overrides)
+    with sigterm_raises_systemexit():
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    gen.close()
+                    raise RestoreCancelled("restore was cancelled; no output was kept")
+                step = next(gen)
+                if progress is not None:
+                    progress(step.done, step.total)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            gen.close()
+
+
+restore.__doc__ = restore.__doc__.replace("{options}", RestoreOptions.describe_fields())

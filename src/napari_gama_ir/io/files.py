@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import dask.array as da
 import numpy as np
@@ -111,7 +113,12 @@ class TiffSource:
         return self._array
 
     def __getitem__(self, key) -> np.ndarray:
-        return self._open()[key]
+        import tifffile
+
+        try:
+            return self._open()[key]
+        except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
+            raise InvalidInputError(f"{self.path}: the TIFF cannot be read, it may be truncated or corrupt ({exc})") from None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}
@@ -181,24 +188,103 @@ def _open_zarr(path: Path) -> OpenedInput:
     return OpenedInput(da.from_zarr(node), axes, lazy=True, metadata={**physical, "source": str(path)})
 
 
+ZARR_STORE_MARKERS = (".zarray", ".zgroup", ".zattrs", "zarr.json")
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True for a folder that zarr wrote (v2 or v3 metadata at its top)."""
+    return path.is_dir() and any((path / marker).exists() for marker in ZARR_STORE_MARKERS)
+
+
+def output_target(out, overwrite: bool) -> str:
+    """Check, before any work, that ``out`` (a .tif/.tiff file or a .zarr store) may be created, or replaced
+    when ``overwrite``; returns it as a path string. A folder that is not a zarr store is never replaced."""
+    path = Path(out).expanduser()
+    want_store = path.name.lower().endswith(".zarr")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} does not exist; create it or choose another")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} is not writable; choose another folder")
+    if path.exists() or path.is_symlink():
+        if path.is_dir() and not is_zarr_store(path):
+            raise InvalidInputError(
+                f"out={str(out)!r} is an existing folder that is not a zarr store; it is never replaced, "
+                "choose another name"
+            )
+        if path.is_dir() != want_store:
+            what = "a zarr store" if path.is_dir() else "a file"
+            raise InvalidInputError(f"out={str(out)!r} exists as {what}; choose another name")
+        if not overwrite:
+            raise InvalidInputError(
+                f"out={str(out)!r} exists; pass overwrite=True (gama-ir restore --overwrite) to replace it, "
+                "or choose another name"
+            )
+    return str(path)
+
+
 def temporary_sibling(target: Path) -> Path:
     """A hidden temporary path beside ``target`` (same file system, so the rename is atomic)."""
     return target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
 
 
-def commit(tmp: Path, target: Path) -> None:
-    """Move a finished temporary file or folder onto ``target``."""
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+def commit(tmp: Path, target: Path, overwrite: bool = False) -> None:
+    """Move a finished temporary file or folder onto ``target``.
+
+    Without ``overwrite`` an existing target (one that appeared while the output was written) is kept and
+    the result discarded with an error; with it a file is replaced atomically, and a zarr store is moved
+    aside, replaced, then removed. A folder that is not a zarr store is never replaced.
+    """
+    if target.exists() or target.is_symlink():
+        if not overwrite or (target.is_dir() and not target.is_symlink() and not is_zarr_store(target)):
+            discard(tmp)
+            raise InvalidInputError(f"{target} appeared while restoring and was kept as it is; choose another output")
+        if target.is_dir() and not target.is_symlink():
+            aside = target.with_name(f".{target.name}.replaced-{os.getpid()}-{threading.get_ident()}")
+            os.replace(target, aside)
+            os.replace(tmp, target)
+            shutil.rmtree(aside, ignore_errors=True)
+            return
+        os.replace(tmp, target)
+        return
+    if tmp.is_dir():
+        os.rename(tmp, target)  # fails if a non-empty folder appeared meanwhile
+        return
+    try:
+        os.link(tmp, target)  # fails if a file appeared meanwhile, where os.replace would replace it
+    except FileExistsError:
+        discard(tmp)
+        raise InvalidInputError(f"{target} appeared while restoring and was kept as it is; choose another output") from None
+    except OSError:  # a file system without hard links
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
 
 
 def discard(tmp: Path) -> None:
     """Remove a temporary file or folder left by a failed or cancelled run."""
-    if tmp.is_dir():
+    if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def sigterm_raises_systemexit() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit(143)`` in the main thread, so that the ``except`` and
+    ``finally`` clauses of a running job remove its temporary output. A no-op outside the main thread or
+    where the program has its own SIGTERM handler."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class TiffPlaneWriter:
@@ -208,10 +294,11 @@ class TiffPlaneWriter:
     ``close()`` waits for the writer and renames the file; ``abort()`` removes it.
     """
 
-    def __init__(self, target: Path, shape: tuple[int, ...], dtype, axes: str, metadata: dict, page_shape: tuple[int, ...]):
+    def __init__(self, target: Path, shape: tuple[int, ...], dtype, axes: str, metadata: dict, page_shape: tuple[int, ...],
+                 overwrite: bool = False):  # fmt: skip
         import tifffile
 
-        self.target, self.tmp = target, temporary_sibling(target)
+        self.target, self.tmp, self.overwrite = target, temporary_sibling(target), overwrite
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         n_pages = int(np.prod(shape)) // int(np.prod(page_shape))
@@ -258,7 +345,7 @@ class TiffPlaneWriter:
         if self._error is not None:
             discard(self.tmp)
             raise self._error
-        commit(self.tmp, self.target)
+        commit(self.tmp, self.target, self.overwrite)
         return self.target
 
     def abort(self) -> None:

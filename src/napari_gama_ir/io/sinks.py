@@ -71,14 +71,14 @@ class ArraySink:
 class ZarrSink(ArraySink):
     """Write planes into a zarr array (input shape and axes, one chunk per plane) on disk."""
 
-    def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict | None = None) -> None:
-        self.target = Path(path)
+    def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict | None = None, overwrite: bool = False) -> None:
+        self.target, self.overwrite = Path(path), overwrite
         self.tmp = temporary_sibling(self.target)
         self.array = create_zarr_array(self.tmp, layout, dtype, metadata)
         self._indexer = _PlaneIndexer(layout)
 
     def finish(self) -> str:
-        commit(self.tmp, self.target)
+        commit(self.tmp, self.target, self.overwrite)
         return str(self.target)
 
     def abort(self) -> None:
@@ -92,7 +92,7 @@ class TiffSink:
     axis is last keeps it as samples ("YXS" pages).
     """
 
-    def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict) -> None:
+    def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict, overwrite: bool = False) -> None:
         self.samples = layout.axes.endswith("C") and layout.channels in (3, 4)
         stack = tuple(layout.shape[layout.axes.index(a)] for a in layout.stack_axes)
         y, x = layout.yx
@@ -103,7 +103,7 @@ class TiffSink:
         else:
             axes, shape, page = layout.stack_axes + "YX", (*stack, y, x), (y, x)
         self.axes = axes
-        self._writer = TiffPlaneWriter(Path(path), shape, dtype, axes, metadata, page)
+        self._writer = TiffPlaneWriter(Path(path), shape, dtype, axes, metadata, page, overwrite)
 
     def write(self, first_plane: int, block: np.ndarray) -> None:
         for plane in block:

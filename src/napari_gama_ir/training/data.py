@@ -7,12 +7,30 @@ exactly as ``restore`` will apply it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..io.normalize import Normalizer
 from .noise import NoiseModel
+
+
+def non_finite_error(role: str, index: int, where: str) -> InvalidInputError:
+    """The error for NaN or inf pixels in a training image (``role``: the argument, e.g. "noisy")."""
+    return InvalidInputError(
+        f"{role} image {index} contains NaN or inf ({where}); accepted: finite values only; "
+        "replace them first (e.g. numpy.nan_to_num)"
+    )
+
+
+def finite_float32(values, role: str, index: int, where: str) -> np.ndarray:
+    """``values`` as float32, or :func:`non_finite_error` when any is NaN or inf (also after the cast)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise non_finite_error(role, index, where)
+    return out
 
 
 @dataclass
@@ -23,6 +41,8 @@ class TrainImage:
     clean: object | None
     normalizer: Normalizer | None
     region: tuple[slice, slice] = (slice(None), slice(None))  # Y, X range this split may use
+    index: int = 0  # position in the argument it came from, for error messages
+    prefix: str = ""  # "val_images " for explicit validation images, for error messages
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -37,7 +57,9 @@ class TrainImage:
         y0 = self.region[0].indices(src.shape[2])[0]
         x0 = self.region[1].indices(src.shape[3])[0]
         patch = src[plane, :, y0 + y : y0 + y + size, x0 + x : x0 + x + size]
-        return np.asarray(patch.compute() if hasattr(patch, "compute") else patch, dtype=np.float32)
+        # lazy inputs (files, dask, zarr) are checked here, where their pixels are read, not all up front
+        where = f"plane {plane}, rows {y0 + y}-{y0 + y + size - 1}, columns {x0 + x}-{x0 + x + size - 1}"
+        return finite_float32(patch.compute() if hasattr(patch, "compute") else patch, self.prefix + which, self.index, where)
 
 
 def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -114,7 +136,7 @@ class PatchSampler:
         ys, xs = self.rng.integers(0, h, k), self.rng.integers(0, w, k)
         y0 = im.region[0].indices(im.clean.shape[2])[0]
         x0 = im.region[1].indices(im.clean.shape[3])[0]
-        pixels = np.asarray(im.clean[plane][:, y0 + ys, x0 + xs], dtype=np.float32)  # C x k
+        pixels = finite_float32(im.clean[plane][:, y0 + ys, x0 + xs], im.prefix + "clean", im.index, f"plane {plane}")  # C x k
         noisy = self.noise_model.apply(pixels, params, self.rng)
         low, high = np.percentile(noisy, self.norm_percentiles, axis=1)
         return Normalizer.from_bounds(low, high)
@@ -125,15 +147,24 @@ class PatchSampler:
         return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
 
 
+def held_out_images(count: int, fraction: float) -> int:
+    """How many whole images (the last ones) :func:`split_validation` holds out; 0: it splits each by rows."""
+    return max(1, int(round(fraction * count))) if count >= 3 else 0
+
+
+def split_row(height: int, fraction: float) -> int:
+    """The row where :func:`split_validation` cuts an image: rows above train, rows from it on validate."""
+    return int(round(height * (1 - fraction)))
+
+
 def split_validation(images: list[TrainImage], fraction: float = 0.15) -> tuple[list[TrainImage], list[TrainImage]]:
     """Hold out whole images (the last ones) when there are several, else the bottom rows of the one."""
-    if len(images) >= 3:
-        n_val = max(1, int(round(fraction * len(images))))
+    n_val = held_out_images(len(images), fraction)
+    if n_val:
         return images[:-n_val], images[-n_val:]
     train, val = [], []
     for im in images:
-        h = im.shape[2]
-        cut = int(round(h * (1 - fraction)))
-        train.append(TrainImage(im.noisy, im.clean, im.normalizer, (slice(0, cut), slice(None))))
-        val.append(TrainImage(im.noisy, im.clean, im.normalizer, (slice(cut, None), slice(None))))
+        cut = split_row(im.shape[2], fraction)
+        train.append(replace(im, region=(slice(0, cut), slice(None))))
+        val.append(replace(im, region=(slice(cut, None), slice(None))))
     return train, val

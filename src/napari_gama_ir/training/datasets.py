@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import open_input
 from ..io.normalize import Normalizer
-from .data import TrainImage
+from .data import TrainImage, finite_float32, non_finite_error
 
 
 def _as_list(data, role: str) -> list:
@@ -27,45 +27,77 @@ def _as_list(data, role: str) -> list:
     return [data]
 
 
+EAGER_CHECK_PLANES = 16  # planes per np.isfinite pass over an in-memory array (bounds the temporary memory)
+
+
 def _canonical(item, axes: str | None, role: str, index: int):
-    src = open_input(item)
-    arr = src.array
-    if np.dtype(arr.dtype).kind not in "uif":
-        raise InvalidInputError(f"{role} image {index} has dtype {arr.dtype}; accepted: integer or float images")
-    shape = tuple(int(s) for s in arr.shape)
-    ax = normalize_axes(axes or src.axes or default_axes(shape), shape)
-    return CanonicalLayout(ax, shape).to_canonical(arr)
+    """One input as a (planes, C, Y, X) view, checked: readable, numeric, not empty, finite when in memory."""
+    try:
+        src = open_input(item)
+        arr = src.array
+        if np.dtype(arr.dtype).kind not in "uif":
+            raise InvalidDtypeError(f"{role} image {index} has dtype {arr.dtype}; accepted: integer or float images")
+        shape = tuple(int(s) for s in arr.shape)
+        ax = normalize_axes(axes or src.axes or default_axes(shape), shape)
+        view = CanonicalLayout(ax, shape).to_canonical(arr)
+    except InvalidDtypeError:
+        raise
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{role} image {index}: {exc}") from None
+    if 0 in view.shape:
+        raise InvalidInputError(f"{role} image {index} is empty ((planes, C, Y, X) shape {tuple(view.shape)}); accepted: images with pixels")
+    if not src.lazy and not isinstance(view, np.memmap) and np.dtype(view.dtype).kind == "f":
+        # in memory: check every pixel now; lazy inputs are checked where training reads them (TrainImage.read)
+        for start in range(0, view.shape[0], EAGER_CHECK_PLANES):
+            finite_float32(view[start : start + EAGER_CHECK_PLANES], role, index, f"planes from {start}")
+    return view
 
 
-def as_train_images(noisy, clean, mode: str, axes: str | None = None) -> list[TrainImage]:
-    """Pair noisy and clean inputs (by order; folders by sorted file name) as (planes, C, Y, X) views."""
-    noisy_items, clean_items = _as_list(noisy, "noisy"), _as_list(clean, "clean")
+def _normalizer(view, role: str, index: int) -> Normalizer:
+    """The image's normaliser; NaN or inf in the pixels it samples (lazy inputs) is refused here."""
+    norm = Normalizer.from_stack(view)
+    if not (np.isfinite(norm.low).all() and np.isfinite(norm.high).all()):
+        raise non_finite_error(role, index, "in the pixels sampled for its intensity range")
+    return norm
+
+
+def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: str = "") -> list[TrainImage]:
+    """Pair noisy and clean inputs (by order; folders by sorted file name) as (planes, C, Y, X) views.
+
+    ``prefix`` goes before "noisy"/"clean" in error messages ("val_images " for explicit validation images).
+    """
+    roles = (prefix + "noisy", prefix + "clean")
+    noisy_items, clean_items = _as_list(noisy, roles[0]), _as_list(clean, roles[1])
     if mode == "synthetic":
         if not clean_items:
-            raise InvalidInputError("mode 'synthetic' needs clean images (noise is added on the fly)")
-        return [TrainImage(None, _canonical(c, axes, "clean", i), None) for i, c in enumerate(clean_items)]
+            raise InvalidInputError(f"mode 'synthetic' needs {roles[1]} images (noise is added on the fly), got none")
+        if noisy_items:
+            raise InvalidInputError(f"mode 'synthetic' makes its own noisy inputs from the clean images; pass {roles[0]}=None")
+        return [TrainImage(None, _canonical(c, axes, roles[1], i), None, index=i, prefix=prefix) for i, c in enumerate(clean_items)]
     if not noisy_items:
-        raise InvalidInputError("no noisy images given; pass arrays, napari layer data, or a folder of TIFFs")
+        raise InvalidInputError(f"no {roles[0]} images given; pass arrays, napari layer data, or a folder of TIFFs")
     if mode == "supervised":
         if not clean_items:
-            raise InvalidInputError("mode 'supervised' needs clean images; without them use mode='self-supervised'")
+            raise InvalidInputError(f"mode 'supervised' needs {roles[1]} images; without them use mode='self-supervised'")
         if len(clean_items) != len(noisy_items):
-            raise InvalidInputError(f"got {len(noisy_items)} noisy but {len(clean_items)} clean images; pairs are matched by order")
+            raise InvalidInputError(f"got {len(noisy_items)} {roles[0]} but {len(clean_items)} {roles[1]} images; pairs are matched by order")
         if all(isinstance(p, Path) for p in noisy_items + clean_items):
             names_n, names_c = [p.name for p in noisy_items], [p.name for p in clean_items]
             if names_n != names_c:
-                raise InvalidInputError(f"noisy and clean folders hold different file names: {names_n} vs {names_c}")
+                raise InvalidInputError(f"{roles[0]} and {roles[1]} folders hold different file names: {names_n} vs {names_c}")
+    elif clean_items and len(clean_items) != len(noisy_items):
+        raise InvalidInputError(f"got {len(noisy_items)} {roles[0]} but {len(clean_items)} {roles[1]} images; pairs are matched by order")
     images = []
     for i, item in enumerate(noisy_items):
-        n = _canonical(item, axes, "noisy", i)
-        c = _canonical(clean_items[i], axes, "clean", i) if clean_items else None
+        n = _canonical(item, axes, roles[0], i)
+        c = _canonical(clean_items[i], axes, roles[1], i) if clean_items else None
         if c is not None and tuple(c.shape) != tuple(n.shape):
             raise InvalidInputError(
-                f"pair {i}: noisy {getattr(item, 'name', '')} has (planes, C, Y, X) shape {tuple(n.shape)} but clean has "
+                f"pair {i}: {roles[0]} {getattr(item, 'name', '')} has (planes, C, Y, X) shape {tuple(n.shape)} but {roles[1]} has "
                 f"{tuple(c.shape)}; pairs must match pixel for pixel"
             )
-        images.append(TrainImage(n, c, Normalizer.from_stack(n)))
+        images.append(TrainImage(n, c, _normalizer(n, roles[0], i), index=i, prefix=prefix))
     shapes = {im.shape[1] for im in images}
     if len(shapes) > 1:
-        raise InvalidInputError(f"images have different channel counts {sorted(shapes)}; train one model per channel count")
+        raise InvalidInputError(f"{roles[0]} images have different channel counts {sorted(shapes)}; train one model per channel count")
     return images

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import TrainImage
+from .data import TrainImage, finite_float32
 from .noise import NoiseModel
 
 NORM_SAMPLE = 4096  # pixels per plane for the normaliser's percentiles, as PatchSampler uses
@@ -91,7 +91,8 @@ def _region(im: TrainImage) -> np.ndarray:
     y0, y1, _ = im.region[0].indices(src.shape[2])
     x0, x1, _ = im.region[1].indices(src.shape[3])
     region = src[:, :, y0:y1, x0:x1]
-    return np.ascontiguousarray(np.asarray(region.compute() if hasattr(region, "compute") else region, dtype=np.float32))
+    region = finite_float32(region.compute() if hasattr(region, "compute") else region, im.prefix + "clean", im.index, "read whole")
+    return np.ascontiguousarray(region)
 
 
 def device_sampler_fits(images: list[TrainImage], device: torch.device, fraction: float = 0.25) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Generator
 import numpy as np
 import torch
 
-from ..engine.runtime import autocast, pick_device, pick_precision
+from ..engine.runtime import autocast
 from ..errors import FinetuneCancelled, InvalidInputError
 from ..model.presets import build_model
 from ..zoo.store import load_model
@@ -26,19 +26,23 @@ from .blindspot import blindspot_mask
 from safetensors.torch import load_file
 
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_weights
-from .data import PatchSampler, TrainImage, split_validation
-from .datasets import as_train_images
+from .data import PatchSampler, TrainImage
 from .device_sampler import DevicePatchSampler, device_sampler_fits
 from .losses import LOSSES, psnr, ssim
 from .noise import NoiseModel
+from .validate import MODES, PATCH_STEP, SAMPLERS, training_precision, validate_options  # noqa: F401 (re-exported)
+from .validate import check_finetune_call
 
-MODES = ("supervised", "self-supervised", "synthetic")
 UNBOUNDED_STEPS = 10**9
 
 
 @dataclass
 class FinetuneOptions:
-    """Everything a training run needs (the CLI flags and the panel fields map to these one to one)."""
+    """Everything a training run needs (the CLI flags and the panel fields map to these one to one).
+
+    ``iter_finetune`` checks every field first (:func:`~napari_gama_ir.training.validate.validate_options`)
+    and raises :class:`~napari_gama_ir.InvalidInputError` naming the field, its value and what is accepted.
+    """
 
     noisy: Any = None
     "Noisy images: an array, a list of arrays (napari layer data), or a folder of TIFFs."
@@ -49,30 +53,35 @@ class FinetuneOptions:
     mode: str = "supervised"
     "'supervised' (noisy->clean, also Noise2Noise), 'self-supervised' (Noise2Void) or 'synthetic'."
     steps: int | None = None
-    "Optimiser steps; None: from the data size (``max_minutes`` may stop earlier)."
+    "Optimiser steps, >= 1; None: from the data size (``max_minutes`` may stop earlier)."
     max_minutes: float | None = None
-    "Wall-time bound; the learning-rate schedule follows whichever of steps/time runs out first."
-    patch_size: int | tuple[int, int] = 64
-    "Square patch side; a (smallest, largest) pair draws a side per step, in steps of 16 pixels."
+    "Wall-time bound (> 0); the learning-rate schedule follows whichever of steps/time runs out first."
+    patch_size: int | tuple[int, int] | None = None
+    "Square patch side (>= 16, a multiple of the base model's grid, 2**levels px: 16 for the shipped models,\n    at most what the training images fit); a (smallest, largest) pair draws a side per step, in steps of 16\n    pixels. None: 64, or the largest side that fits the images if smaller."
     batch_size: int = 8
-    "Patches per step (at the smallest side; larger sides get proportionally fewer, at least 1)."
+    "Patches per step, >= 1 (at the smallest side; larger sides get proportionally fewer, at least 1)."
     lr: float | None = None
-    "Peak learning rate; None: 1e-3 from scratch, 2e-4 when fine-tuning a trained model."
+    "Peak learning rate (> 0); None: 1e-3 from scratch, 2e-4 when fine-tuning a trained model."
     min_lr: float = 1e-7
+    "Learning rate at the end of the cosine schedule (0 <= min_lr <= lr)."
     weight_decay: float = 0.0
     loss: str = "psnr"
     "'psnr' (mean log-MSE), 'l1' or 'mse'; self-supervised uses MSE on masked pixels."
     eval_every: int | None = None
     "Steps between validations (an 'epoch'); None: about ten validations per run."
     val_fraction: float = 0.15
+    "Share held out for validation, in (0, 0.5]: the last whole images when there are three or more, else the\n    bottom rows of each (with clean targets at least 7 of them: SSIM's window)."
     val_crop: int = 256
     "Validation images are centre-cropped to this size (and at most 4 planes) to keep evaluation quick."
     val_draws: int = 1
     "Synthetic mode: noise draws per validation crop. More give a steadier score to pick the best model by\n    (one draw of a few crops can rank checkpoints by luck); each validation takes that many times longer."
     axes: str | None = None
     device: str = "auto"
+    "auto, cpu, cuda, cuda:N or mps (resolved as restore resolves it: engine.runtime.pick_device)."
     precision: str = "auto"
+    "auto, fp32 or bf16 (see training.validate.training_precision: 'auto' is fp32 on a CPU and bf16 on GPUs\n    that have it, else fp32; fp16 is refused, as the loop has no loss scaling)."
     seed: int = 0
+    "Seeds data order, noise and initialisation: an int in 0..2**63-1."
     checkpoint: str | None = None
     "Path stem for checkpoints (written at each validation); with ``resume`` continues from it."
     resume: bool = False
@@ -187,31 +196,14 @@ def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float,
 
 def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, torch.nn.Module]:
     """Train per ``opts``; yields progress every step, returns the best network with an updated card."""
-    # -- setup: seeds first, so that data order, noise and init are reproducible (and resumable)
-    if opts.mode not in MODES:
-        raise InvalidInputError(f"mode {opts.mode!r} is not known; accepted: {', '.join(MODES)}")
-    if isinstance(opts.val_draws, bool) or not isinstance(opts.val_draws, int) or opts.val_draws < 1:
-        raise InvalidInputError(f"val_draws must be an int >= 1, got {opts.val_draws!r}")
+    # -- every option checked first; device, precision, data (lazy stacks, one normaliser each), the
+    #    validation split (by image, or by region) and the patch sides resolved once
+    checked = validate_options(opts)
+    device, precision, images, train, val = checked.device, checked.precision, checked.images, checked.train, checked.val
+    channels, smallest, largest = checked.channels, checked.smallest, checked.largest
+    # -- setup: seeds, so that data order, noise and init are reproducible (and resumable)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
-    device = pick_device(opts.device)
-    # CPU training stays fp32 on "auto" (the weights every test and user run so far were trained with);
-    # precision="bf16" is opt-in there: 1.3-2.2x faster a step on a CPU with native bf16 (benchmarks/train_speed.py)
-    precision = "fp32" if device.type == "cpu" and opts.precision == "auto" else pick_precision(opts.precision, device)
-    if precision == "fp16":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-    # -- data: lazy stacks, one normaliser each; validation held out by image (or by region)
-    images = as_train_images(opts.noisy, opts.clean, opts.mode, opts.axes)
-    channels = images[0].shape[1]
-    if opts.val_images is not None:  # explicit held-out images: clean arrays (synthetic) or (noisy, clean) pairs
-        pairs = opts.mode != "synthetic"
-        val_noisy = [p[0] for p in opts.val_images] if pairs else None
-        val_clean = [p[1] for p in opts.val_images] if pairs else list(opts.val_images)
-        train, val = images, as_train_images(val_noisy, val_clean, "supervised" if pairs else "synthetic", opts.axes)
-    else:
-        train, val = split_validation(images, opts.val_fraction)
-    smallest, largest = _patch_range(opts.patch_size)
     sampler = _make_sampler(opts, train, smallest, rng, device)
     val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
 
@@ -220,14 +212,12 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     net.to(device).train()
     peak_lr = opts.lr if opts.lr is not None else (1e-3 if scratch else 2e-4)
     # steps bound the run when given; max_minutes alone bounds it by time only
-    total = opts.steps or (UNBOUNDED_STEPS if opts.max_minutes else _default_steps(images, opts))
+    total = opts.steps or (UNBOUNDED_STEPS if opts.max_minutes else _default_steps(images, smallest, opts.batch_size))
     eval_every = opts.eval_every or (250 if total == UNBOUNDED_STEPS else max(10, total // 10))
 
     # -- optimiser: AdamW with NAFNet's betas; the schedule is a pure function of progress
     optimizer = torch.optim.AdamW(net.parameters(), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
-    loss_fn = LOSSES.get(opts.loss)
-    if loss_fn is None:
-        raise InvalidInputError(f"loss {opts.loss!r} is not known; accepted: {', '.join(LOSSES)}")
+    loss_fn = LOSSES[opts.loss]
     if opts.mode == "self-supervised":
         loss_fn = LOSSES["mse"]
 
@@ -360,31 +350,14 @@ def earlier_summaries(metrics: dict) -> list[str]:
     return [*metrics.get("earlier_summaries", []), *(metrics[k] for k in legacy), *latest]
 
 
-PATCH_STEP = 16
-SAMPLERS = ("auto", "cpu", "device")
-
-
 def _make_sampler(opts: FinetuneOptions, train: list[TrainImage], patch: int, rng: np.random.Generator, device):
     """The numpy PatchSampler, or for synthetic noise on a GPU the DevicePatchSampler (see ``sampler``)."""
-    if opts.sampler not in SAMPLERS:
-        raise InvalidInputError(f"sampler {opts.sampler!r} is not known; accepted: {', '.join(SAMPLERS)}")
-    if opts.sampler == "device" and opts.mode != "synthetic":
-        raise InvalidInputError(f"sampler 'device' draws synthetic noise; mode {opts.mode!r} needs sampler 'cpu' or 'auto'")
     on_device = opts.sampler == "device" or (
         opts.sampler == "auto" and opts.mode == "synthetic" and device.type == "cuda" and device_sampler_fits(train, device)
     )
     if on_device:
         return DevicePatchSampler(train, patch, rng, opts.noise_model, device)
     return PatchSampler(train, patch, opts.mode, rng, opts.noise_model)
-
-
-def _patch_range(patch_size) -> tuple[int, int]:
-    """``patch_size`` as (smallest, largest) sides; one int means a fixed side."""
-    sides = (patch_size, patch_size) if isinstance(patch_size, (int, np.integer)) else patch_size
-    if (not isinstance(sides, (tuple, list)) or len(sides) != 2
-            or not all(isinstance(s, (int, np.integer)) and s >= 8 for s in sides) or sides[0] > sides[1]):  # fmt: skip
-        raise InvalidInputError(f"patch_size must be an int >= 8 or a (smallest, largest) pair of them, got {patch_size!r}")
-    return int(sides[0]), int(sides[1])
 
 
 def _step_patches(smallest: int, largest: int, batch_size: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -402,10 +375,10 @@ def _shown_total(step: int, total: int, elapsed: float, max_minutes: float | Non
     return min(total, max(step, int(step / max(elapsed, 1e-9) * max_minutes * 60)))
 
 
-def _default_steps(images: list[TrainImage], opts: FinetuneOptions) -> int:
+def _default_steps(images: list[TrainImage], patch: int, batch_size: int) -> int:
     """About 20 passes over the data's pixels, between 200 and 2000 steps."""
     pixels = sum(np.prod(im.shape) for im in images)
-    per_step = _patch_range(opts.patch_size)[0] ** 2 * opts.batch_size
+    per_step = patch**2 * batch_size
     return int(np.clip(20 * pixels / per_step, 200, 2000))
 
 
@@ -452,6 +425,7 @@ def finetune(
     GAMAIR
         The trained network with ``net.card`` (metrics before/after on the validation split).
     """
+    check_finetune_call(options, progress, cancel)
     opts = FinetuneOptions(noisy=noisy, clean=clean, base=base, mode=mode, steps=steps, max_minutes=max_minutes, stop=cancel, **options)
     return run_finetune(iter_finetune(opts), progress, cancel)
 
