@@ -69,15 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--clean", default=None, help="folder of clean TIFFs matched by file name")
     t.add_argument("--mode", default=None, choices=["supervised", "self-supervised"], help="default: supervised with --clean, else self-supervised")
     t.add_argument("--base", default="default", help="model to start from, or scratch:<preset>")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
-    t.add_argument("--patch-size", type=int, nargs="+", default=[64], metavar="PX",
-                   help="patch side, or the smallest and largest side (one drawn per step)")
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None, help="training steps (>= 1)")
+    t.add_argument("--minutes", type=float, default=None, help="stop after this wall time (> 0)")
+    t.add_argument("--patch-size", type=int, nargs="+", default=None, metavar="PX",
+                   help="patch side (>= 16, a multiple of the model's grid: 16 px for shipped models), or the smallest "
+                        "and largest side, 16*k px apart (one drawn per step); default: 64, or the largest that fits")
+    t.add_argument("--batch-size", type=int, default=8, help="patches per step (>= 1)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (> 0; default 2e-4 fine-tuning, 1e-3 from scratch)")
     t.add_argument("--axes", default=None)
     t.add_argument("--device", default="auto")
-    t.add_argument("--precision", default="auto", help="auto (fp32 on the CPU, bf16/fp16 autocast on a GPU), fp32 or bf16")
+    t.add_argument("--precision", default="auto",
+                   help="auto (fp32 on the CPU; bf16 autocast on a GPU that has it, else fp32), fp32 or bf16 "
+                        "(fp16 is refused for training: no loss scaling)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model of that name or path")
@@ -176,6 +179,12 @@ def _save_side_by_side(panels, path: Path) -> None:
     Image.fromarray(row).save(path)
 
 
+def _patch_size(sides: list[int] | None):
+    if not sides:
+        return None
+    return sides[0] if len(sides) == 1 else tuple(sides)
+
+
 def _cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -185,7 +194,7 @@ def _cmd_train(args) -> int:
     mode = args.mode or ("supervised" if args.clean else "self-supervised")
     opts = FinetuneOptions(
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
-        patch_size=args.patch_size[0] if len(args.patch_size) == 1 else tuple(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
+        patch_size=_patch_size(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
         precision=args.precision, seed=args.seed, name=Path(args.output).stem,
     )  # fmt: skip
     bar = None

@@ -53,7 +53,7 @@ class FinetuneWidget(JobWidget):
         self._mode = ComboBox(label="mode", choices=("supervised", "self-supervised"), value="supervised")
         self._base = ComboBox(label="base model", choices=self._base_choices)
         self._steps = _special(SpinBox(label="steps", value=0, min=0, max=1_000_000, step=50), "auto (data size)")
-        self._patch = SpinBox(label="patch size (px)", value=64, min=16, max=1024, step=16)
+        self._patch = _special(SpinBox(label="patch size (px)", value=0, min=0, max=1024, step=16), "auto (64, or what fits)")
         self._lr = LineEdit(label="learning rate", value="auto")
         self._show_advanced = CheckBox(text="advanced", value=False)
         self._batch = SpinBox(label="batch size", value=8, min=1, max=1024)
@@ -134,7 +134,7 @@ class FinetuneWidget(JobWidget):
             "base": "default" if self._base.value == DEFAULT_BASE else self._base.value,
             "steps": self._steps.value or None,
             "max_minutes": self._minutes.value or None,
-            "patch_size": self._patch.value,
+            "patch_size": self._patch.value or None,
             "lr": lr,
             "batch_size": self._batch.value,
             "device": self._device.value,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..io.normalize import Normalizer
+from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
 from .noise import NoiseModel
 
 
@@ -90,7 +90,7 @@ class PatchSampler:
         rng: np.random.Generator,
         noise_model: NoiseModel | None = None,
         augment_patches: bool = True,
-        norm_percentiles: tuple[float, float] = (0.5, 99.9),
+        norm_percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     ) -> None:
         self.images, self.mode, self.rng = images, mode, rng
         self.noise_model, self.augment = noise_model, augment_patches

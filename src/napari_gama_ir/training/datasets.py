@@ -11,7 +11,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import open_input
 from ..io.normalize import Normalizer
-from .data import TrainImage, finite_float32, non_finite_error
+from .data import TrainImage, non_finite_error
 
 
 def _as_list(data, role: str) -> list:
@@ -49,7 +49,12 @@ def _canonical(item, axes: str | None, role: str, index: int):
     if not src.lazy and not isinstance(view, np.memmap) and np.dtype(view.dtype).kind == "f":
         # in memory: check every pixel now; lazy inputs are checked where training reads them (TrainImage.read)
         for start in range(0, view.shape[0], EAGER_CHECK_PLANES):
-            finite_float32(view[start : start + EAGER_CHECK_PLANES], role, index, f"planes from {start}")
+            with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range is inf in training
+                ok = np.isfinite(np.asarray(view[start : start + EAGER_CHECK_PLANES], np.float32))
+            ok = ok.reshape(ok.shape[0], -1).all(1)
+            if not ok.all():
+                where = f"first in plane {start + int(np.argmin(ok))} of {view.shape[0]}"
+                raise non_finite_error(role, index, where)
     return view
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..io.normalize import DEFAULT_PERCENTILES
 from .data import TrainImage, finite_float32
 from .noise import NoiseModel
 
@@ -34,7 +35,7 @@ class DevicePatchSampler:
         rng: np.random.Generator,
         noise_model: NoiseModel,
         device: torch.device,
-        norm_percentiles: tuple[float, float] = (0.5, 99.9),
+        norm_percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     ) -> None:
         self.device, self.rng, self.noise_model = torch.device(device), rng, noise_model
         self.stacks = [torch.from_numpy(_region(im)).to(self.device) for im in images]

@@ -20,6 +20,7 @@ import torch
 
 from ..engine.runtime import autocast
 from ..errors import FinetuneCancelled, InvalidInputError
+from ..io.normalize import DEFAULT_PERCENTILES
 from ..model.presets import build_model
 from ..zoo.store import load_model
 from .blindspot import blindspot_mask
@@ -195,7 +196,11 @@ def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float,
 
 
 def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, torch.nn.Module]:
-    """Train per ``opts``; yields progress every step, returns the best network with an updated card."""
+    """Train per ``opts``; yields progress every step, returns the best network with an updated card.
+
+    The first ``next()`` checks every option (:func:`~.validate.validate_options`) and raises a typed error
+    before any work; a napari worker then reports it like any other failure of the run.
+    """
     # -- every option checked first; device, precision, data (lazy stacks, one normaliser each), the
     #    validation split (by image, or by region) and the patch sides resolved once
     checked = validate_options(opts)
@@ -301,7 +306,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     after_psnr, after_ssim = evaluate(net, val_batches, device, precision)
     net.card = net.card.replace(
         name=opts.name,
-        normalization={"method": "percentile", "low": 0.5, "high": 99.9},
+        normalization={"method": "percentile", "low": DEFAULT_PERCENTILES[0], "high": DEFAULT_PERCENTILES[1]},
         training={
             "base_model": base_name,
             "mode": opts.mode,
@@ -424,6 +429,15 @@ def finetune(
     -------
     GAMAIR
         The trained network with ``net.card`` (metrics before/after on the validation split).
+
+    Raises
+    ------
+    InvalidInputError
+        Before any work, for any bad argument or option (``training.validate.validate_options``): the
+        message names it, its value and what is accepted. Also for NaN or inf pixels (in-memory arrays at
+        the start, lazy ones where their pixels are read).
+    InvalidDtypeError
+        Images that are not integer or float.
     """
     check_finetune_call(options, progress, cancel)
     opts = FinetuneOptions(noisy=noisy, clean=clean, base=base, mode=mode, steps=steps, max_minutes=max_minutes, stop=cancel, **options)

@@ -226,6 +226,17 @@ def _check_sizes(opts, images, train, val, sides, grid: int) -> tuple[int, int]:
     role = "clean" if opts.mode == "synthetic" else "noisy"
     need = sides[0] if sides else max(MIN_PATCH, grid)
     split_by_rows = opts.val_images is None and not held_out_images(len(images), opts.val_fraction)
+    fits = max(_side(im) for im in train)
+    if fits < need:
+        shapes = ", ".join(f"{im.shape[2]} x {im.shape[3]}" for im in train[:5])
+        least = MIN_VALIDATION_SIDE if any(im.clean is not None for im in images) else 1
+        rows = (f" (an image of at least {_rows_needed(need, opts.val_fraction, least)} rows, as "
+                f"val_fraction {opts.val_fraction} holds out its bottom rows)") if split_by_rows else ""  # fmt: skip
+        what = f"patch_size {opts.patch_size!r}" if sides else f"the smallest patch ({need} px)"
+        raise InvalidInputError(
+            f"{role} images are too small for {what}: the parts that train are {shapes}{' ...' if len(train) > 5 else ''} "
+            f"pixels (Y x X); accepted: at least one of at least {need} x {need}{rows}"
+        )
     for im in val:  # every validation part (a strip, a held-out image, or val_images) is scored
         scored = im.clean is not None  # against clean targets: PSNR and SSIM; else blind-spot PSNR on any size
         least = MIN_VALIDATION_SIDE if scored else 1
@@ -242,16 +253,6 @@ def _check_sizes(opts, images, train, val, sides, grid: int) -> tuple[int, int]:
                 f"{im.prefix}{role} image {im.index} is {h} x {w} pixels (Y x X) and is held out for validation; "
                 f"accepted: at least {least} x {least}"
             )
-    fits = max(_side(im) for im in train)
-    if fits < need:
-        shapes = ", ".join(f"{im.shape[2]} x {im.shape[3]}" for im in train[:5])
-        rows = (f" (an image of at least {_rows_needed(need, opts.val_fraction, MIN_VALIDATION_SIDE)} rows, as "
-                f"val_fraction {opts.val_fraction} holds out its bottom rows)") if split_by_rows else ""  # fmt: skip
-        what = f"patch_size {opts.patch_size!r}" if sides else f"the smallest patch ({need} px)"
-        raise InvalidInputError(
-            f"{role} images are too small for {what}: the parts that train are {shapes}{' ...' if len(train) > 5 else ''} "
-            f"pixels (Y x X); accepted: at least one of at least {need} x {need}{rows}"
-        )
     if sides is None:
         side = min(AUTO_PATCH, fits - fits % grid)  # >= need: need is a multiple of grid (both powers of 2 or 16)
         return side, side
