@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import signal
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 from pathlib import Path
 
 from . import __version__
-from .errors import GamaIRError
+from .errors import GamaIRError, InvalidInputError
 from .io.files import sigterm_raises_systemexit
 
 
@@ -24,8 +27,9 @@ def _int_or_auto(text: str):
 
 def _add_option_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of RestoreOptions that has one (its help is the field's)."""
-    from .engine.options import MEAN_MODES, RestoreOptions
+    from .engine.options import RestoreOptions
     from .engine.runtime import PRECISIONS
+    from .model.gama_ir import MEAN_MODES
 
     choices = {"precision": PRECISIONS, "mean_mode": MEAN_MODES}
     for f in dataclasses.fields(RestoreOptions):
@@ -189,8 +193,11 @@ def _cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .training.finetune import FinetuneOptions, iter_finetune, run_finetune
-    from .zoo.store import save_model
+    from .zoo.store import model_target, save_model
 
+    target = model_target(args.output)  # checked before training, not after it
+    if target.exists() and not args.overwrite:
+        raise InvalidInputError(f"model {target} exists; pass --overwrite to replace it, or choose another name with -o")
     mode = args.mode or ("supervised" if args.clean else "self-supervised")
     opts = FinetuneOptions(
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
@@ -213,7 +220,7 @@ def _cmd_train(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    path = save_model(net, args.output, overwrite=getattr(args, "overwrite", False))
+    path = save_model(net, args.output, overwrite=args.overwrite)
     v = net.card.metrics["validation"]
     print(f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB; saved {path}")
     return 0
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``gama-ir``; returns the exit code (2 for bad input, 130 when interrupted)."""
     args = _parser().parse_args(argv)
     try:
-        with sigterm_raises_systemexit():
+        with sigterm_raises_systemexit(), _warnings_to_stderr(args.command):
             return COMMANDS[args.command](args)
     except (GamaIRError, OSError) as exc:  # bad input, or a file that cannot be read or written
         print(f"gama-ir {args.command}: error: {_one_line(exc)}", file=sys.stderr)
@@ -238,6 +245,20 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code == 128 + signal.SIGTERM:
             print(f"gama-ir {args.command}: terminated; no partial output was kept", file=sys.stderr)
         raise
+
+
+@contextmanager
+def _warnings_to_stderr(command: str) -> Iterator[None]:
+    """The package's logged warnings (e.g. a broken user model skipped by list_models) as one stderr line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"gama-ir {command}: warning: %(message)s"))
+    logger = logging.getLogger("napari_gama_ir")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -85,5 +85,5 @@ def test_train_from_folders_saves_a_user_model(tmp_path, user_models_dir, capsys
     assert main([*argv[:-3], "--precision", "fp16", "-o", "cli-fp16", "-q"]) == 2
     assert "'fp16' needs a GPU" in capsys.readouterr().err
     (tmp_path / "clean" / "img2.tif").rename(tmp_path / "clean" / "other.tif")
-    assert main(argv) == 2
+    assert main([*argv, "--overwrite"]) == 2
     assert "different file names" in capsys.readouterr().err

@@ -38,12 +38,55 @@ def test_inverse_undoes_forward():
     np.testing.assert_allclose(norm.inverse(norm.forward(yxc, channel_axis=2), channel_axis=2), yxc, rtol=1e-5, atol=1e-2)
 
 
-def test_constant_channel_gets_unit_scale():
-    stack = np.full((2, 1, 8, 8), 7.0)
+@pytest.mark.parametrize("value", [7.0, 1e-30, 1e30, -3e12])
+def test_constant_float_channel_gets_a_range_relative_to_its_magnitude(value):
+    """A fixed range of 1 would swamp 1e-30 and vanish in 1e30's rounding (high == low: NaN)."""
+    stack = np.full((2, 1, 8, 8), value)
     norm = Normalizer.from_stack(stack)
-    assert norm.high[0] - norm.low[0] == 1.0
+    assert 0 < norm.scale[0] <= 1e-12 * abs(value)
     np.testing.assert_array_equal(norm.forward(stack), 0.0)
-    np.testing.assert_array_equal(norm.inverse(norm.forward(stack)), 7.0)
+    np.testing.assert_array_equal(norm.inverse(norm.forward(stack), dtype=np.float64), value)
+
+
+def test_constant_integer_and_zero_channels_get_unit_scale():
+    for stack in (np.full((2, 1, 8, 8), 7, np.uint16), np.zeros((1, 1, 8, 8), np.float32)):
+        norm = Normalizer.from_stack(stack)
+        assert norm.high[0] - norm.low[0] == 1.0
+        np.testing.assert_array_equal(norm.forward(stack), 0.0)
+        np.testing.assert_array_equal(norm.inverse(norm.forward(stack)), stack)
+    assert Normalizer.from_bounds([5.0], [5.0]).scale[0] == 1.0  # from_bounds' default: unit 1
+
+
+@pytest.mark.parametrize("scale", [1e-10, 1e-5, 1e5, 1e10])
+def test_flat_test_is_relative_so_any_scale_normalises_alike(scale):
+    stack = np.random.default_rng(4).uniform(0.2, 0.9, (1, 1, 32, 32))
+    base = Normalizer.from_stack(stack).forward(stack)
+    for dtype in (np.float32, np.float64):
+        scaled = (stack * scale).astype(dtype)
+        np.testing.assert_allclose(Normalizer.from_stack(scaled).forward(scaled), base, atol=1e-5)
+
+
+def test_forward_clips_to_the_normalized_limit_and_stays_finite():
+    from napari_gama_ir.io.normalize import NORMALIZED_LIMIT
+
+    stack = np.random.default_rng(5).uniform(0, 1, (1, 1, 16, 16))
+    norm = Normalizer.from_stack(stack)
+    for dtype, big in ((np.float32, 3e38), (np.float64, 1e300)):
+        x = stack.astype(dtype)
+        x[0, 0, 0, :2] = big, -big
+        y = norm.forward(x)
+        assert y.dtype == np.float32 and np.isfinite(y).all()
+        assert y[0, 0, 0, 0] == NORMALIZED_LIMIT and y[0, 0, 0, 1] == -NORMALIZED_LIMIT
+
+
+def test_wide_data_is_normalised_and_inverted_in_float64():
+    """float32 would keep nothing of 1e10 + a pattern of amplitude 1 (its step there is 1024)."""
+    stack = 1e10 + np.random.default_rng(6).uniform(0, 1, (1, 1, 16, 16))
+    norm = Normalizer.from_stack(stack)
+    np.testing.assert_allclose(norm.inverse(norm.forward(stack), dtype=np.float64), stack, rtol=0, atol=1e-6)
+    big_int = (2_000_000_000 + np.arange(256, dtype=np.int32)).reshape(1, 1, 16, 16)
+    norm = Normalizer.from_stack(big_int)
+    np.testing.assert_array_equal(cast_to(norm.inverse(norm.forward(big_int), dtype=np.int32), np.int32), big_int)
 
 
 def test_dask_and_numpy_stacks_give_the_same_statistics_from_a_bounded_sample():
@@ -70,7 +113,8 @@ def test_to_dict_round_trips_through_from_bounds():
     [("uint8", [-3.0, 0.4, 0.6, 254.5, 300.0], [0, 0, 1, 254, 255]),
      ("uint16", [-1.0, 65535.7, 1000.49], [0, 65535, 1000]),
      ("int16", [-40000.0, -2.5, 40000.0], [-32768, -2, 32767]),
-     ("float32", [-1.5, 2.25], [-1.5, 2.25])],
+     ("float32", [-1.5, 2.25], [-1.5, 2.25]),
+     ("float16", [1e6, -1e6, 2.5], [65504, -65504, 2.5])],  # a narrower float saturates, never inf
 )  # fmt: skip
 def test_cast_to_rounds_and_clips(dtype, values, expected):
     out = cast_to(np.array(values, np.float32), dtype)

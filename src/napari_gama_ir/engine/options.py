@@ -18,13 +18,13 @@ import numpy as np
 from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.files import is_zarr_array
 from ..io.normalize import Normalizer
+from ..model.gama_ir import MEAN_MODES
 from .runtime import DEVICES, PRECISIONS
 
 AUTO = "auto"
 CPU_MAX_TILE = 512  # measured: a 1024 px plane as 9 tiles of 384 px ran about 2x faster than whole (caches)
 GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
-MEAN_MODES = ("global", "local")
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 

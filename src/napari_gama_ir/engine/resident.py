@@ -116,7 +116,8 @@ def non_finite_output(net) -> RestoreError:
 def cast(values: torch.Tensor, dtype) -> torch.Tensor:
     """:func:`~napari_gama_ir.io.normalize.cast_to` on the device where it can run there: rounded and
     clipped to an integer dtype's range, as a tensor holding that dtype's bits (uint16/uint32 as the
-    signed type of the same bits). Other dtypes (uint64; 64-bit types on MPS) come back as float32 and
+    signed type of the same bits). A float dtype narrower than ``values`` saturates at its largest
+    finite value. Other dtypes (uint64; 64-bit types on MPS) come back as the values are and
     :meth:`PendingBlock.result` casts them on the host."""
     dtype = np.dtype(dtype)
     if dtype not in _NATIVE and dtype not in _UNSIGNED_AS_SIGNED or not _on_device(dtype, values.device):

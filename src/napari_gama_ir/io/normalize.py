@@ -66,18 +66,26 @@ class Normalizer:
         sample = np.asarray(sample.compute() if hasattr(sample, "compute") else sample, dtype=np.float64)
         per_channel = sample.transpose(1, 0, 2, 3).reshape(c, -1)
         low, high = np.percentile(per_channel, [low_pct, high_pct], axis=1)
-        return cls.from_bounds(low, high, rtol=FLAT_RTOL_WIDE if _wide(stack.dtype) else FLAT_RTOL)
+        kind = np.dtype(stack.dtype).kind
+        rtol = FLAT_RTOL_WIDE if _wide(stack.dtype) else FLAT_RTOL
+        return cls.from_bounds(low, high, rtol=rtol, unit=1.0 if kind in "uib" else 0.0)
 
     @classmethod
-    def from_bounds(cls, low, high, rtol: float = FLAT_RTOL) -> "Normalizer":
-        """From per-channel bounds. A flat channel (``high - low`` at most ``rtol`` times the larger of
-        ``|low|`` and ``|high|``, the data's own magnitude) gets a range of that magnitude (1 for zeros),
-        so a constant image maps to 0 at any scale and comes back as itself."""
+    def from_bounds(cls, low, high, rtol: float = FLAT_RTOL, unit: float = 1.0) -> "Normalizer":
+        """From per-channel bounds.
+
+        A flat channel (``high - low`` at most ``rtol`` times the larger of ``|low|`` and ``|high|``, the
+        data's own magnitude: a relative test, so it holds at any scale) gets the range ``rtol`` times its
+        magnitude, but at least ``unit`` (1: an integer's step; ``from_stack`` passes 0 for float data),
+        and 1 where both bounds are 0. A constant image then maps to 0 and comes back as itself, at 1e-30
+        as at 1e30, where a fixed range of 1 would swamp the one and vanish in the other's rounding.
+        """
         low = np.atleast_1d(np.asarray(low, dtype=np.float64))
         high = np.atleast_1d(np.asarray(high, dtype=np.float64))
         magnitude = np.maximum(np.abs(low), np.abs(high))
         flat = high - low <= rtol * magnitude
-        scale = np.where(magnitude > 0, magnitude, 1.0)
+        scale = np.maximum(rtol * magnitude, unit)
+        scale = np.where(scale > 0, scale, 1.0)
         return cls(low, np.where(flat, low + scale, high))
 
     @property

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+MEAN_MODES = ("global", "local")  # GAMA's means: over the whole image, or over boxes of local_size pixels
 
 GPU_CHANNELS_LAST = False  # NCHW activations on a GPU: faster there (benchmarks.md); the CPU always uses channels-last
 
@@ -146,7 +147,7 @@ class GAMA(nn.Module):
 
     def __init__(self, kernel_size: int = 7, mean_mode: str = "global", local_size: int = 96) -> None:
         super().__init__()
-        if mean_mode not in ("global", "local"):
+        if mean_mode not in MEAN_MODES:
             raise ValueError(f"mean_mode must be 'global' or 'local', got {mean_mode!r}")
         pad = kernel_size // 2
         self.conv_c = nn.Conv2d(1, 1, kernel_size, padding=pad)  # on the H x W map of the C-mean
@@ -353,7 +354,7 @@ class GAMAIR(nn.Module):
         for level_blocks, level in self._blocks_by_level():
             for block in level_blocks:
                 if isinstance(block.gama, GAMA):
-                    if mean_mode not in ("global", "local"):
+                    if mean_mode not in MEAN_MODES:
                         raise ValueError(f"mean_mode must be 'global' or 'local', got {mean_mode!r}")
                     block.gama.mean_mode = mean_mode
                     if local_size is not None:

@@ -22,6 +22,7 @@ from ..errors import InvalidInputError, ModelFileError
 from .data import TrainImage, held_out_images, split_row, split_validation
 from .datasets import as_train_images
 from .losses import LOSSES
+from ..zoo.card import name_problem
 from .noise import NoiseModel
 
 MODES = ("supervised", "self-supervised", "synthetic")
@@ -132,8 +133,8 @@ def _check_scalars(opts) -> None:
     _number("grad_clip", opts.grad_clip, ">= 0 (0: no clipping)", lambda v: v >= 0, "no clipping")
     if opts.axes is not None and not isinstance(opts.axes, str):
         raise InvalidInputError(f"axes must be a string of axis letters such as 'ZYX', or None, got {opts.axes!r}")
-    if not isinstance(opts.name, str) or not opts.name.strip():
-        raise InvalidInputError(f"name must be a non-empty string (the new model's name), got {opts.name!r}")
+    if name_problem(opts.name):
+        raise InvalidInputError(f"name (the new model's name): {name_problem(opts.name)}")
     if not isinstance(opts.data_note, str):
         raise InvalidInputError(f"data_note must be a string, got {opts.data_note!r}")
     if opts.checkpoint is not None and (not isinstance(opts.checkpoint, (str, os.PathLike)) or not str(opts.checkpoint)):
@@ -174,8 +175,7 @@ def _base(base, channels: int) -> tuple[int, bool]:
     """(levels of the base network, whether it is an untrained preset), after checking that it resolves and
     takes ``channels`` channels. Nothing is built here: a named model's card is read, not its weights."""
     from ..model.presets import PRESETS
-    from ..zoo.card import ModelCard
-    from ..zoo.store import resolve_model_path
+    from ..zoo.store import read_card, resolve_model_path
 
     if isinstance(base, torch.nn.Module):
         card = getattr(base, "card", None)
@@ -201,8 +201,7 @@ def _base(base, channels: int) -> tuple[int, bool]:
         else:
             name = base
         try:
-            path = resolve_model_path(name)
-            card = ModelCard.from_json(path.with_suffix(".json"))
+            card = read_card(resolve_model_path(name))
         except ModelFileError as exc:
             raise ModelFileError(f"base {base!r}: {exc}") from None
         except InvalidInputError as exc:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InvalidInputError, ModelFileError
+from ..io.normalize import DEFAULT_PERCENTILES
+from ..model.gama_ir import MEAN_MODES
 
 FORMAT_VERSION = 1
-DEFAULT_NORMALIZATION = {"method": "percentile", "low": 0.5, "high": 99.9}
+DEFAULT_NORMALIZATION = {"method": "percentile", "low": DEFAULT_PERCENTILES[0], "high": DEFAULT_PERCENTILES[1]}
 MAX_PARAMETERS = 100_000_000
 "Largest network a card may describe (400 MB of float32 weights; the 'L' preset has 47.5 M)."
 
@@ -148,7 +150,6 @@ def _number(v: Any) -> bool:
 
 
 MAX_LEVELS, MAX_BLOCKS, MAX_CHANNELS = 8, 64, 16
-_MEAN_MODES = ("global", "local")
 
 # GAMAIR's keyword arguments: (check, what is accepted). Every key is optional (GAMAIR has defaults).
 MODEL_ARGS_SCHEMA: dict[str, tuple[Check, str]] = {
@@ -161,7 +162,7 @@ MODEL_ARGS_SCHEMA: dict[str, tuple[Check, str]] = {
     "expand": (_int(1, 8), "an int 1..8"),
     "kernel_size": (_int(1, 31, odd=True), "an odd int 1..31"),
     "use_gama": (lambda v: isinstance(v, bool), "true or false"),
-    "mean_mode": (lambda v: v in _MEAN_MODES, "'global' or 'local'"),
+    "mean_mode": (lambda v: v in MEAN_MODES, " or ".join(map(repr, MEAN_MODES))),
     "local_size": (_int(1, 8192), "an int 1..8192"),
 }
 
@@ -172,7 +173,7 @@ NORMALIZATION_SCHEMA: dict[str, tuple[Check, str]] = {
 }
 
 INFERENCE_SCHEMA: dict[str, tuple[Check, str]] = {
-    "mean_mode": (lambda v: v in _MEAN_MODES, "'global' or 'local'"),
+    "mean_mode": (lambda v: v in MEAN_MODES, " or ".join(map(repr, MEAN_MODES))),
     "local_size": (_int(1, 8192), "an int 1..8192"),
 }
 
@@ -226,7 +227,7 @@ def validate_card_data(data: Any, source: str = "<dict>") -> None:
     if unknown:
         raise ModelFileError(f"{source}: unknown model card keys {unknown}; accepted: {sorted(CARD_SCHEMA)}")
     if "format_version" in data and data["format_version"] != FORMAT_VERSION:
-        raise ModelFileError(f"{source}: model card format_version {data['format_version']!r} is not supported (this is {FORMAT_VERSION})")
+        raise ModelFileError(f"{source}: model card format_version {data['format_version']!r} is not supported; accepted: {FORMAT_VERSION}")
     missing = [k for k, (_, _, required) in CARD_SCHEMA.items() if required and k not in data]
     if missing:
         raise ModelFileError(f"{source}: model card lacks {missing}")

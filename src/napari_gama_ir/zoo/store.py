@@ -239,6 +239,13 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     return net
 
 
+def model_target(path: str | os.PathLike) -> Path:
+    """The ``NAME.safetensors`` that ``save_model(net, path)`` writes (a bare name: in :func:`user_models_dir`);
+    a bad name is an :class:`InvalidInputError`."""
+    target = _save_target(path)
+    return target.with_name(target.name + ".safetensors")
+
+
 def _save_target(path: str | os.PathLike) -> Path:
     """``path`` as a model path without suffix; a bare name goes into :func:`user_models_dir`."""
     text = os.fspath(path)
@@ -377,7 +384,7 @@ def _atomic_write(target: Path, write) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; a model file is an ordinary file
-        with open(tmp, "rb") as fh:
+        with open(tmp, "r+b") as fh:  # r+: Windows fsyncs only handles open for writing
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
