@@ -478,4 +478,5 @@ def restore(
             gen.close()
 
 
-restore.__doc__ = restore.__doc__.replace("{options}", RestoreOptions.describe_fields())
+if restore.__doc__:  # None under python -OO
+    restore.__doc__ = restore.__doc__.replace("{options}", RestoreOptions.describe_fields())
