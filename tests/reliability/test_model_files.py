@@ -198,6 +198,14 @@ def test_save_card_rewrites_the_embedded_card(saved):
     assert load_model(saved).card.metrics == {"summary": "val PSNR 1 -> 2 dB"} and _hidden(saved.parent) == []
 
 
+def test_save_card_of_a_legacy_model_refuses_a_card_its_tensors_do_not_fit(saved):
+    _make_legacy(saved)
+    card = load_model(saved).card
+    with pytest.raises(InvalidInputError, match="do not match"):
+        save_card(card.replace(model_args={**card.model_args, "width": 16}), saved)
+    assert load_model(saved).card.model_args == card.model_args
+
+
 def test_hidden_and_temporary_files_are_not_models(saved):
     folder = saved.parent
     (folder / ".good-model.safetensors.abc123.tmp").write_bytes(saved.read_bytes()[:50])
@@ -339,7 +347,7 @@ BAD_FIELDS = [
     ("axes_hint", [], "'axes_hint'"),
     ("domain", None, "'domain'"),
     ("license", 3, "'license'"),
-    ("format_version", 2, "format_version 2"),
+    ("format_version", 3, "format_version 3"),
     ("format_version", "1", "format_version '1'"),
     ("architecture", "UNet", "architecture 'UNet'"),
     ("preset", _DELETE, "lacks \\['preset'\\]"),

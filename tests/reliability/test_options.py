@@ -13,6 +13,7 @@ import torch
 from napari_gama_ir import InvalidDtypeError, InvalidInputError, RestoreOptions, plan_restore, restore
 from napari_gama_ir.cli import _parser
 from napari_gama_ir.engine import restore as engine
+from napari_gama_ir.io.normalize import Normalizer
 
 OPTS = {"device": "cpu", "axes": "ZYX"}
 
@@ -38,6 +39,11 @@ BAD_OPTIONS = {
     "normalizer": ({"normalizer": (0, 1)}, InvalidInputError, "normalizer must be a Normalizer"),
     "axes-type": ({"axes": 3}, InvalidInputError, "axes must be a string"),
     "unknown": ({"tiles": 3}, InvalidInputError, "unknown restore option(s) ['tiles']"),
+    "tile-array": ({"tile": np.array([256, 256])}, InvalidInputError, "tile must be a positive int"),
+    "device-cpu-index": ({"device": "cpu:0"}, InvalidInputError, "device 'cpu:0' is not known"),
+    "normalizer-scalars": ({"normalizer": Normalizer(np.float64(0), np.float64(1))}, InvalidInputError, "1-D float arrays"),
+    "normalizer-lists": ({"normalizer": Normalizer([0.0], [1.0])}, InvalidInputError, "1-D float arrays"),
+    "normalizer-flat": ({"normalizer": Normalizer(np.array([5.0]), np.array([5.0]))}, InvalidInputError, "finite low < high"),
 }
 
 
@@ -139,3 +145,14 @@ def test_concurrent_restores_with_different_options_match_their_serial_results(t
     for k, value in results.values():
         np.testing.assert_array_equal(value, serial[k])
     assert _gama_state(tiny_model) == state
+
+
+def test_restore_and_finetune_take_the_same_device_names():
+    from napari_gama_ir import FinetuneOptions
+    from napari_gama_ir.training.validate import validate_options
+
+    for name in ("cpu:0", "auto:7", "gpu"):
+        with pytest.raises(InvalidInputError, match=f"device {name!r} is not known"):
+            RestoreOptions(device=name)
+        with pytest.raises(InvalidInputError, match=f"device {name!r} is not known"):
+            validate_options(FinetuneOptions(noisy=[np.zeros((64, 64), np.float32)], device=name))

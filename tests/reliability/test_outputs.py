@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -192,3 +194,62 @@ def test_a_signal_during_cli_restore_leaves_no_partial_file(tmp_path, tiny_model
     assert proc.returncode == code, err
     assert "no partial output was kept" in err and "Traceback" not in err
     assert not dst.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "models"]
+
+
+def test_an_upper_case_zarr_suffix_writes_and_replaces_a_zarr_store(tmp_path, tiny_model, noisy_zyx):
+    target = tmp_path / "keep.ZARR"
+    zarr.open_array(str(target), mode="w", shape=(2,), dtype="u1")
+    assert restore(noisy_zyx, tiny_model, out=target, overwrite=True, **OPTS) == str(target)
+    assert target.is_dir() and zarr.open_array(str(target), mode="r").shape == noisy_zyx.shape
+
+
+def test_a_symlinked_output_is_refused_and_its_target_kept(tmp_path, tiny_model, noisy_zyx):
+    real = tmp_path / "real.zarr"
+    zarr.open_array(str(real), mode="w", shape=(2,), dtype="u1")
+    (tmp_path / "link.zarr").symlink_to(real)
+    with pytest.raises(InvalidInputError, match="symbolic link"):
+        restore(noisy_zyx, tiny_model, out=tmp_path / "link.zarr", overwrite=True, **OPTS)
+    assert zarr.open_array(str(real), mode="r").shape == (2,)
+
+
+def test_a_failed_replacement_puts_the_users_store_back(tmp_path, tiny_model, noisy_zyx, monkeypatch):
+    target = tmp_path / "out.zarr"
+    zarr.open_array(str(target), mode="w", shape=(2,), dtype="u1")[:] = 7
+    real_replace = os.replace
+
+    def moving_the_result_in_fails(src, dst):
+        if os.path.basename(src).startswith(".out.zarr.partial") and dst == target:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", moving_the_result_in_fails)
+    with pytest.raises(OutputError):
+        restore(noisy_zyx, tiny_model, out=target, overwrite=True, **OPTS)
+    monkeypatch.undo()
+    assert list(zarr.open_array(str(target), mode="r")[:]) == [7, 7] and _names(tmp_path) == ["out.zarr"]
+
+
+def test_a_programs_own_sigterm_handler_is_left_in_place(tiny_model, noisy_zyx):
+    def mine(signum, frame):
+        pass
+
+    def install(done, total):
+        signal.signal(signal.SIGTERM, mine)
+
+    try:
+        restore(noisy_zyx, tiny_model, progress=install, **OPTS)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_a_store_that_fails_half_created_is_removed(tmp_path, tiny_model, noisy_zyx, monkeypatch):
+    def half_created(path, *args, **kwargs):
+        os.makedirs(path)
+        (Path(path) / "zarr.json").write_text("{")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sinks, "create_zarr_array", half_created)
+    with pytest.raises(OutputError, match="No space left"):
+        restore(noisy_zyx, tiny_model, out=tmp_path / "o.zarr", **OPTS)
+    assert _names(tmp_path) == []

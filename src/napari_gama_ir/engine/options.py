@@ -19,7 +19,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.files import is_zarr_array
 from ..io.normalize import Normalizer
 from ..model.gama_ir import MEAN_MODES
-from .runtime import DEVICES, PRECISIONS
+from .runtime import DEVICES, PRECISIONS, check_device_name
 
 AUTO = "auto"
 CPU_MAX_TILE = 512  # measured: a 1024 px plane as 9 tiles of 384 px ran about 2x faster than whole (caches)
@@ -95,11 +95,7 @@ class RestoreOptions:
         if self.axes is not None and not isinstance(self.axes, str):
             raise InvalidInputError(f"axes must be a string of axis letters such as 'ZYX', or None; got {self.axes!r}")
         _one_of("precision", self.precision, PRECISIONS)
-        if not isinstance(self.device, str):
-            object.__setattr__(self, "device", str(self.device))  # a torch.device
-        base, _, index = self.device.partition(":")
-        if base not in DEVICES or (index and not (base == "cuda" and index.isdigit())):
-            raise InvalidInputError(f"device {self.device!r} is not known; accepted: {', '.join(DEVICES)} or 'cuda:N'")
+        object.__setattr__(self, "device", check_device_name(self.device))  # also takes a torch.device
         if self.mean_mode is not None:
             _one_of("mean_mode", self.mean_mode, MEAN_MODES)
         for name in ("overwrite", "self_ensemble"):
@@ -108,11 +104,8 @@ class RestoreOptions:
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.dtype is not None:
             object.__setattr__(self, "dtype", check_dtype(self.dtype, "dtype"))
-        if self.normalizer is not None and not isinstance(self.normalizer, Normalizer):
-            raise InvalidInputError(
-                f"normalizer must be a Normalizer (e.g. plan_restore(stack).normalizer) or None, "
-                f"got {type(self.normalizer).__name__}"
-            )
+        if self.normalizer is not None:
+            _check_normalizer(self.normalizer)
         _check_out(self.out)
 
     @classmethod
@@ -150,12 +143,25 @@ def check_dtype(value, name: str) -> str:
 
 
 def _int_or_auto(name: str, value, minimum: int):
-    if value is None or value == AUTO:
+    if value is None or (isinstance(value, str) and value == AUTO):
         return AUTO
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = "a non-negative int" if minimum == 0 else "a positive int"
         raise InvalidInputError(f"{name} must be {what} (pixels) or 'auto', got {value!r}")
     return int(value)
+
+
+def _check_normalizer(normalizer) -> None:
+    if not isinstance(normalizer, Normalizer):
+        raise InvalidInputError(
+            f"normalizer must be a Normalizer (e.g. plan_restore(stack).normalizer) or None, got {type(normalizer).__name__}"
+        )
+    low, high = normalizer.low, normalizer.high
+    if not (isinstance(low, np.ndarray) and isinstance(high, np.ndarray)) or low.ndim != 1 or low.shape != high.shape or low.dtype.kind != "f" or high.dtype.kind != "f":
+        raise InvalidInputError("normalizer.low and .high must be 1-D float arrays of one value per channel; "
+                                "take the normalizer from plan_restore(stack).normalizer")  # fmt: skip
+    if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+        raise InvalidInputError(f"normalizer needs finite low < high per channel, got low {low}, high {high}")
 
 
 def _one_of(name: str, value, accepted: tuple[str, ...]) -> None:

@@ -147,7 +147,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
 
     out_path = output_target(opts.out, opts.overwrite) if isinstance(opts.out, (str, os.PathLike)) else None
     output = "zarr" if is_zarr_array(opts.out) else ("dask" if src.lazy else "numpy") if opts.out is None else (
-        "zarr" if out_path.endswith(".zarr") else "tiff")  # fmt: skip
+        "zarr" if out_path.lower().endswith(".zarr") else "tiff")  # fmt: skip
     out_dtype = opts.dtype or str(in_dtype)
     if is_zarr_array(opts.out):
         if tuple(opts.out.shape) != shape:

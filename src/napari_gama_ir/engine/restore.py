@@ -379,6 +379,8 @@ def iter_restore(data, model=None, options: RestoreOptions | None = None, *, pla
     :class:`RestorePlan` from :func:`plan_restore`. The first step carries the plan (``Progress.plan``).
     Closing the generator (``gen.close()``) stops between batches and removes any partial output file.
     """
+    if plan is not None and (model is not None or options is not None or overrides):
+        raise InvalidInputError("give iter_restore either plan= or a model and options, not both (the plan holds them)")
     plan = plan or plan_restore(data, model, options, **overrides)
     if plan.output == "dask":
         return _lazy_result(plan)

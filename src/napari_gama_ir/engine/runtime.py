@@ -17,12 +17,20 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
+def check_device_name(device: str | torch.device) -> str:
+    """``device`` as a name of :data:`DEVICES` or ``cuda:N``, else an :class:`InvalidInputError` (whether it
+    exists on this machine is :func:`pick_device`'s question)."""
+    name = str(device)
+    base, colon, index = name.partition(":")
+    if base not in DEVICES or (colon and not (base == "cuda" and index.isdigit())):
+        raise InvalidInputError(f"device {name!r} is not known; accepted: {', '.join(DEVICES)} or 'cuda:N'")
+    return name
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """Resolve "auto" to CUDA, then MPS, then CPU; check that an explicit choice exists here."""
-    name = str(device)
+    name = check_device_name(device)
     base = name.split(":")[0]
-    if base not in DEVICES:
-        raise InvalidInputError(f"device {name!r} is not known; accepted: {', '.join(DEVICES)} (or 'cuda:N')")
     if base == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

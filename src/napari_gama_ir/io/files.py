@@ -205,7 +205,9 @@ def output_target(out, overwrite: bool) -> str:
         raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} does not exist; create it or choose another")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise InvalidInputError(f"out={str(out)!r}: folder {path.parent} is not writable; choose another folder")
-    if path.exists() or path.is_symlink():
+    if path.is_symlink():
+        raise InvalidInputError(f"out={str(out)!r} is a symbolic link; give the path it points to, or another name")
+    if path.exists():
         if path.is_dir() and not is_zarr_store(path):
             raise InvalidInputError(
                 f"out={str(out)!r} is an existing folder that is not a zarr store; it is never replaced, "
@@ -241,7 +243,11 @@ def commit(tmp: Path, target: Path, overwrite: bool = False) -> None:
         if target.is_dir() and not target.is_symlink():
             aside = target.with_name(f".{target.name}.replaced-{os.getpid()}-{threading.get_ident()}")
             os.replace(target, aside)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(aside, target)  # the user's store goes back where it was
+                raise
             shutil.rmtree(aside, ignore_errors=True)
             return
         os.replace(tmp, target)
@@ -284,7 +290,8 @@ def sigterm_raises_systemexit() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGTERM) is terminate:  # unless the program installed its own meanwhile
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class TiffPlaneWriter:

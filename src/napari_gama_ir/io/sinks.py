@@ -74,7 +74,11 @@ class ZarrSink(ArraySink):
     def __init__(self, layout: CanonicalLayout, dtype, path: str, metadata: dict | None = None, overwrite: bool = False) -> None:
         self.target, self.overwrite = Path(path), overwrite
         self.tmp = temporary_sibling(self.target)
-        self.array = create_zarr_array(self.tmp, layout, dtype, metadata)
+        try:
+            self.array = create_zarr_array(self.tmp, layout, dtype, metadata)
+        except BaseException:
+            discard(self.tmp)
+            raise
         self._indexer = _PlaneIndexer(layout)
 
     def finish(self) -> str:

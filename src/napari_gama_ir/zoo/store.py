@@ -342,13 +342,13 @@ def save_card(card: ModelCard, name_or_path: str | os.PathLike) -> Path:
     text = _card_json(card, weights)
     card_path = weights.with_suffix(".json")
     metadata = _header_metadata(weights)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{weights}: not a readable safetensors file ({exc})") from None
+    if {k: tuple(v.shape) for k, v in state.items()} != _expected_shapes(card.model_args):
+        raise InvalidInputError(f"{weights}: the new card's model_args do not match the file's tensors")
     if CARD_METADATA_KEY in metadata:
-        try:
-            state = load_file(str(weights), device="cpu")
-        except _READ_ERRORS as exc:
-            raise ModelFileError(f"{weights}: not a readable safetensors file ({exc})") from None
-        if {k: tuple(v.shape) for k, v in state.items()} != _expected_shapes(card.model_args):
-            raise InvalidInputError(f"{weights}: the new card's model_args do not match the file's tensors")
         metadata[CARD_METADATA_KEY] = text
         _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
         _write_json_copy(text, card_path)
