@@ -5,6 +5,8 @@ This module imports core only (no Qt, napari or magicgui), so scripts and cluste
 
 from .engine.restore import Progress, iter_restore, restore
 from .engine.options import RestoreOptions
+from .estimate.noise import NoiseEstimate, estimate_noise
+from .estimate.quality import QualityEstimate, estimate_quality
 from .engine.plan import RestorePlan, plan_restore
 from .errors import (
     FinetuneCancelled,
@@ -31,6 +33,10 @@ __all__ = [
     "FinetuneOptions",
     "FinetuneProgress",
     "plan_restore",
+    "estimate_noise",
+    "NoiseEstimate",
+    "estimate_quality",
+    "QualityEstimate",
     "RestoreOptions",
     "RestorePlan",
     "Progress",
