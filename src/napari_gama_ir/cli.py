@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output .tif/.tiff or .zarr (written atomically)")
     r.add_argument("--model", default=None, help="shipped or user model name, or a .safetensors path (default: picked from the data)")
     _add_option_flags(r)
+    r.add_argument("--estimate", action="store_true",
+                   help="also estimate the noise and the result's PSNR from the noisy data alone (about 2 more restores "
+                        "of a 512 px crop)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list shipped and user models with their cards")
@@ -116,6 +119,10 @@ def _cmd_restore(args) -> int:
         gen.close()  # on an error or a signal: removes the partial output
         if bar is not None:
             bar.close()
+    if args.estimate:
+        from .estimate.quality import estimate_quality
+
+        print(estimate_quality(args.input, plan.model, axes=plan.axes, device=args.device).describe(), file=sys.stderr)
     print(out)
     return 0
 

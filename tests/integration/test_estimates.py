@@ -84,3 +84,17 @@ def test_quality_estimate_of_a_stack_samples_planes_and_describes_itself(tiny_mo
 def test_bad_quality_arguments_are_typed_errors(tiny_model, kwargs, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         estimate_quality(_clean(64), tiny_model, device="cpu", **kwargs)
+
+
+def test_cli_restore_estimate_prints_one_line(tmp_path, tiny_model, user_models_dir, capsys):
+    import tifffile
+
+    from napari_gama_ir import save_model
+    from napari_gama_ir.cli import main
+
+    save_model(tiny_model, "tiny-est")
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, (_clean(96) + np.random.default_rng(4).normal(0, 0.05, (96, 96))).astype(np.float32))
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.tif"), "--model", "tiny-est", "-q", "--estimate"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("estimated PSNR")]
+    assert len(lines) == 1 and "Gaussian noise" in lines[0]

@@ -43,17 +43,21 @@ class QualityEstimate:
     model_name: str
     pixels: int
     "Pixels the estimate averages over."
+    data_range: float
+    "The data's robust range (the model card's percentiles, e.g. 0.5 to 99.9): the default PSNR range."
 
-    def psnr(self, data_range: float) -> float:
-        """Estimated PSNR (dB) of the restoration for intensities spanning ``data_range``."""
-        return _psnr(self.mse, data_range)
+    def psnr(self, data_range: float | None = None) -> float:
+        """Estimated PSNR (dB) of the restoration for intensities spanning ``data_range`` (default: the
+        data's robust range)."""
+        return _psnr(self.mse, data_range or self.data_range)
 
-    def psnr_noisy(self, data_range: float) -> float:
+    def psnr_noisy(self, data_range: float | None = None) -> float:
         """Estimated PSNR (dB) of the noisy data itself."""
-        return _psnr(self.noisy_mse, data_range)
+        return _psnr(self.noisy_mse, data_range or self.data_range)
 
-    def describe(self, data_range: float) -> str:
-        """One line, e.g. "estimated PSNR 21.3 dB noisy -> 31.0 dB restored (fluorescence)"."""
+    def describe(self, data_range: float | None = None) -> str:
+        """One line, e.g. "estimated PSNR 21.3 dB noisy -> 31.0 dB restored (fluorescence; ...)"."""
+        data_range = data_range or self.data_range
         return (f"estimated PSNR {self.psnr_noisy(data_range):.1f} dB noisy -> {self.psnr(data_range):.1f} dB "
                 f"restored ({self.model_name}; {self.noise.describe(data_range)})")  # fmt: skip
 
@@ -123,8 +127,9 @@ def estimate_quality(
     nudged = run(y + step * signs)
     divergence = float(np.mean(variance * signs * (nudged - restored)) / step)
     mse = float(np.mean((restored - y) ** 2) - variance.mean() + 2 * divergence)
+    data_range = float(np.mean(plan.normalizer.high - plan.normalizer.low))
     return QualityEstimate(mse=max(mse, 0.0), noisy_mse=float(variance.mean()), noise=noise,
-                           model_name=plan.model_name, pixels=int(y.size))  # fmt: skip
+                           model_name=plan.model_name, pixels=int(y.size), data_range=data_range)  # fmt: skip
 
 
 def _sample(data, axes: str, region: int, planes: int) -> np.ndarray:
