@@ -1,30 +1,27 @@
 """What fine-tuning buys on a domain the shipped model never saw, in 10 CPU-minutes.
 
-Domain: BBBC007 fluorescence images (Drosophila Kc167 nuclei, scripts/datasets.py), which no shipped model
+Domain: BBBC007 fluorescence images (Drosophila Kc167 nuclei, scripts/_dev/datasets.py), which no shipped model
 was trained on, with a noise model none was trained on: multiplicative gamma ("speckle") noise with
 L looks (mean 1, variance 1/L) on top of the image, plus a small Gaussian read noise.
 Pairs: the first 4 images train, the 5th validates (the engine's own split: 1 of 5 whole images); images
 6-9 are a separate test set, scored with restore() before and after. Supervised: (noisy, clean) pairs.
 Self-supervised: the same noisy images alone (Noise2Void blind spots). Each run is bounded by wall time.
 
-    python benchmarks/finetune_gain.py --base general-gray --minutes 10 [--threads 2]
+    python -m benchmarks.finetune_gain --base general-gray --minutes 10 [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import finetune, load_model, restore  # noqa: E402
-from napari_gama_ir.training.losses import psnr  # noqa: E402
+from napari_gama_ir import finetune, load_model, restore
+from napari_gama_ir.training.losses import psnr
 
 
 def speckle(clean: np.ndarray, looks: float, rng: np.random.Generator) -> np.ndarray:

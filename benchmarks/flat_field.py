@@ -9,7 +9,7 @@ noise and is restored; on the flat part below the square we measure
   on each side, and the same for horizontal lines (about 1 = no stripes, also for smooth blotches);
 - the RMSE of the flat part against its clean value, in 1e-4 of the range.
 
-    python benchmarks/flat_field.py [--models fluorescence photo-gray ...] [--size 512] [--threads 1]
+    python -m benchmarks.flat_field [--models fluorescence photo-gray ...] [--size 512] [--threads 1]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fluorescence denoising at three photon levels: shipped GAMA-IR models against BM3D on the
 Anscombe-transformed image and against a Noise2Void model trained on the same noisy image.
 
-Held-out images (never in any training or validation set, see scripts/datasets.py): the stardist nuclei
+Held-out images (never in any training or validation set, see scripts/_dev/datasets.py): the stardist nuclei
 rows 384-512 and BBBC007 images 5-8. Each clean image is scaled so its 99.9th percentile is 1; noise is
 Poisson with ``peak`` photons at that level plus Gaussian read noise (sigma 0.01 of the range):
 ``noisy = Poisson(peak * clean) / peak + N(0, 0.01)``. PSNR/SSIM against the clean image, data range 1.
@@ -12,7 +12,7 @@ Poisson with ``peak`` photons at that level plus Gaussian read noise (sigma 0.01
   network, for a fixed wall time per image (``--n2v-seconds``).
 - GAMA-IR models: ``restore()`` with every option on "auto"; blind to the noise level.
 
-    python benchmarks/fluorescence.py --models fluorescence general-gray [--peaks 5 20 100] [--n2v-seconds 60]
+    python -m benchmarks.fluorescence --models fluorescence general-gray [--peaks 5 20 100] [--n2v-seconds 60]
         [--write-card fluorescence]     # store the named model's results (and the baselines') in its card
         [--self-ensemble]               # also each model with restore(..., self_ensemble=True)
 """
@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import finetune, load_model, restore  # noqa: E402
-from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
+from napari_gama_ir import finetune, load_model, restore
+from napari_gama_ir.training.losses import psnr, ssim
 
 READ_NOISE = 0.01
 SELF_ENSEMBLE = " + self-ensemble"  # suffix of the rows of restore(..., self_ensemble=True)

@@ -1,7 +1,7 @@
 """On a CUDA GPU: restore()'s throughput, how busy the device stays, and the largest tile and batch that fit.
 
-    python benchmarks/gpu.py [--models fluorescence S] [--planes 32] [--size 2048] [--precision fp16 bf16]
-    python benchmarks/gpu.py --sections layouts profile largest --precision fp16
+    python -m benchmarks.gpu [--models fluorescence S] [--planes 32] [--size 2048] [--precision fp16 bf16]
+    python -m benchmarks.gpu --sections layouts profile largest --precision fp16
 
 1. ``restore()`` on a uint16 stack (planes x size x size: the held-out photographs mosaicked, with Poisson
    noise), numpy in, numpy out, for each model and precision: megapixels per second, and how busy the GPU
@@ -34,13 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import build_model, load_model, plan_restore, restore  # noqa: E402
-from napari_gama_ir.engine import plan as plan_module  # noqa: E402
-from napari_gama_ir.engine import restore as engine  # noqa: E402
-from napari_gama_ir.engine.runtime import autocast, is_out_of_memory  # noqa: E402
+from napari_gama_ir import build_model, load_model, plan_restore, restore
+from napari_gama_ir.engine import plan as plan_module
+from napari_gama_ir.engine import restore as engine
+from napari_gama_ir.engine.runtime import autocast, is_out_of_memory
 
 
 def noisy_stack(planes: int, size: int, seed: int = 0) -> np.ndarray:

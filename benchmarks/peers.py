@@ -7,7 +7,7 @@ runs in a separate environment (see docs/benchmarks.md):
     python3 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.14.1 torchvision==0.29.1 \
         spandrel spandrel-extra-arches && .venv-bench/bin/pip install --no-deps -e . && \
         .venv-bench/bin/pip install safetensors platformdirs dask tifffile zarr tqdm
-    .venv-bench/bin/python benchmarks/peers.py [--device cpu|cuda] [--repeat 10]
+    .venv-bench/bin/python -m benchmarks.peers [--device cpu|cuda] [--repeat 10]
 
 Latency: median of ``repeat`` timed forward passes after 3 warm-up passes (torch.inference_mode).
 Peak memory: CUDA's max_memory_allocated on a GPU; on the CPU the growth of peak RSS over the forward

@@ -1,15 +1,15 @@
 """Denoising quality on held-out images: a GAMA-IR model against BM3D and scikit-image's non-local means.
 
-Held-out images (never in training or validation, see scripts/datasets.py): camera, coins, astronaut
+Held-out images (never in training or validation, see scripts/_dev/datasets.py): camera, coins, astronaut
 (grayscale) and the bottom rows of the stardist nuclei image. Gaussian noise at sigma 15, 25, 50 (on the
 0-255 scale), one fixed seed per image and sigma; noisy images are float (not clipped). PSNR/SSIM against
 the clean image with data range 1. NLM (fast mode, 7x7 patches, 11x11 search, h = 0.8 sigma) and BM3D
 (`bm3d` package, profile "np") are given the true sigma; GAMA-IR is blind. Time: wall seconds per image on
 this machine's CPU (torch and BM3D using its cores).
 
-    python benchmarks/quality.py --model general-gray [--sigmas 15 25 50] [--no-bm3d]
-    python benchmarks/quality.py --model photo-rgb --rgb     # RGB: astronaut (held out) and chelsea
-    python benchmarks/quality.py --model photo-gray --self-ensemble   # adds restore(..., self_ensemble=True)
+    python -m benchmarks.quality --model general-gray [--sigmas 15 25 50] [--no-bm3d]
+    python -m benchmarks.quality --model photo-rgb --rgb     # RGB: astronaut (held out) and chelsea
+    python -m benchmarks.quality --model photo-gray --self-ensemble   # adds restore(..., self_ensemble=True)
 
 RGB: astronaut is the only held-out colour photograph; chelsea (the validation image: used to pick the
 best checkpoint, never trained on) is scored beside it and marked as such. NLM and BM3D run their colour
@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import load_model, restore  # noqa: E402
-from napari_gama_ir.training.losses import psnr, ssim  # noqa: E402
+from napari_gama_ir import load_model, restore
+from napari_gama_ir.training.losses import psnr, ssim
 
 
 SELF_ENSEMBLE = " + self-ensemble"  # suffix of the rows of restore(..., self_ensemble=True)

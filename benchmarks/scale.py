@@ -4,9 +4,9 @@ Writes a noisy uint16 ZYX stack of 1024 x 1024 planes (held-out photographs, til
 page by page, then runs ``gama-ir restore`` on it in a child process and records the child's peak RSS
 (its own ``getrusage`` maximum), wall time, and seconds per megapixel.
 
-    python benchmarks/scale.py --planes 16 128 --model general-gray --workdir /tmp/gama-scale
-    python benchmarks/scale.py --planes 128 --cluster 2     # the same through a LocalCluster of 2 workers
-    xvfb-run -a python benchmarks/scale.py --planes 64 512 --napari   # the same through the napari widget
+    python -m benchmarks.scale --planes 16 128 --model general-gray --workdir /tmp/gama-scale
+    python -m benchmarks.scale --planes 128 --cluster 2     # the same through a LocalCluster of 2 workers
+    xvfb-run -a python -m benchmarks.scale --planes 64 512 --napari   # the same through the napari widget
 
 With ``--cluster N`` the child process starts a ``LocalCluster`` of N worker processes (one thread each)
 and calls ``restore(path, out=path)`` with its client active; the table then gives the client's peak RSS
@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
 
 def write_stack(path: Path, planes: int, size: int = 1024) -> None:

@@ -4,10 +4,10 @@ Megapixels per second of one model through the public ``restore()`` (normalisati
 included) on a stack of held-out photographs, against scikit-image's non-local means (fast mode) and
 BM3D on one image, plus a torch profile of the network's forward pass (top operators by self time).
 
-    python benchmarks/throughput.py --model general-gray [--planes 8] [--threads 2] [--profile]
-    python benchmarks/throughput.py --model photo-gray photo-rgb fluorescence general-gray --no-bm3d
-    python benchmarks/throughput.py --model general-gray --no-bm3d --max-tile 256 384 512   # the CPU tile cap
-    python benchmarks/throughput.py --model fluorescence photo-rgb --no-bm3d --self-ensemble --planes 4
+    python -m benchmarks.throughput --model general-gray [--planes 8] [--threads 2] [--profile]
+    python -m benchmarks.throughput --model photo-gray photo-rgb fluorescence general-gray --no-bm3d
+    python -m benchmarks.throughput --model general-gray --no-bm3d --max-tile 256 384 512   # the CPU tile cap
+    python -m benchmarks.throughput --model fluorescence photo-rgb --no-bm3d --self-ensemble --planes 4
 
 ``--max-tile`` sets the engine's largest automatic CPU tile (``engine.plan.CPU_MAX_TILE``) for each run in
 turn and adds a 1024 x 1024 plane; each row also gives the PSNR of the restored camera image against the
@@ -20,17 +20,14 @@ pixel positions, whatever the channels).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import load_model, restore  # noqa: E402
+from napari_gama_ir import load_model, restore
 
 
 def timed(fn, repeat=3):

@@ -4,7 +4,7 @@ On a W x W crop-mosaic of real photographs (held-out images tiled with mirroring
 time of the automatic plan against one forward pass of the whole image (tile = W), and the PSNR between
 the two outputs (infinite would mean identical).
 
-    python benchmarks/tiling.py --model general-gray --size 4096
+    python -m benchmarks.tiling --model general-gray --size 4096
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import load_model, plan_restore, restore  # noqa: E402
-from napari_gama_ir.training.losses import psnr  # noqa: E402
+from napari_gama_ir import load_model, plan_restore, restore
+from napari_gama_ir.training.losses import psnr
 
 
 def mosaic(size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ sample's clean image (320 x 320) or its gray mean, from a scratch preset; the fi
 not timed, nor is validation (which runs only before the first step and after the last). bf16 needs a
 GPU or a CPU with native bfloat16 (AVX512-BF16, AMX); elsewhere its rows are skipped.
 
-    python benchmarks/train_speed.py --presets w16 S --patch 192 --batch 4 --steps 8 --threads 1 [--rgb]
+    python -m benchmarks.train_speed --presets w16 S --patch 192 --batch 4 --steps 8 --threads 1 [--rgb]
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from .errors import (
 from .model.presets import build_model, list_presets
 from .training.finetune import FinetuneOptions, FinetuneProgress, finetune, iter_finetune
 from .zoo.card import ModelCard
+from .zoo.bioimageio import export_bioimageio
 from .zoo.store import list_models, load_model, save_model, user_models_dir
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "Progress",
     "load_model",
     "save_model",
+    "export_bioimageio",
     "list_models",
     "build_model",
     "list_presets",

@@ -1,4 +1,4 @@
-"""The ``gama-ir`` command line: restore, models, demo, train. Flags map one to one onto the API."""
+"""The ``gama-ir`` command line: restore, models, demo, train, export. Flags map one to one onto the API."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                         "of a 512 px crop)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    sub.add_parser("models", help="list shipped and user models with their cards")
+    m = sub.add_parser("models", help="list shipped and user models (* marks the defaults); with NAME, print its card")
+    m.add_argument("name", nargs="?", help="a model name or path: print its card")
 
     d = sub.add_parser("demo", help="restore the shipped sample with the default model; write TIFFs, a PNG and PSNR")
     d.add_argument("-o", "--output-dir", default="gama-ir-demo")
@@ -92,7 +93,45 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model of that name or path")
     t.add_argument("-q", "--quiet", action="store_true")
+    _add_export_parser(sub)
     return p
+
+
+def _add_export_parser(sub) -> None:
+    from .zoo.bioimageio import WEIGHT_FORMATS
+
+    e = sub.add_parser("export", help="write a BioImage.IO model package (.zip or folder) for Fiji, ilastik, bioimageio.core",
+                       description='Needs the optional extra: pip install "napari-gama-ir[bioimageio]".')
+    e.add_argument("model", help="shipped or user model name, a .safetensors path, or a package")
+    e.add_argument("output", help="OUT.zip (zipped package) or a folder")
+    e.add_argument("--name", default=None, help="package name (default: GAMA-IR MODEL)")
+    e.add_argument("--description", default=None, help="one line (default: the model card's)")
+    e.add_argument("--author", action="append", default=None, help="an author's name (repeat for several)")
+    e.add_argument("--license", default=None, help="SPDX licence id (default: the model card's)")
+    e.add_argument("--sample", default=None, help="shipped sample for the test tensors and cover (default: picked)")
+    e.add_argument("--weights", nargs="+", default=list(WEIGHT_FORMATS), choices=WEIGHT_FORMATS,
+                   help="weight formats (pytorch_state_dict is always written)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def _cmd_export(args) -> int:
+    from .zoo.bioimageio import iter_export_bioimageio
+
+    gen = iter_export_bioimageio(
+        args.model, args.output, name=args.name, description=args.description, authors=args.author,
+        license=args.license, sample=args.sample, weights=args.weights, overwrite=args.overwrite,
+    )  # fmt: skip
+    try:
+        while True:
+            step = next(gen)
+            if not args.quiet:
+                print(f"[{step.done}/{step.total}] {step.message}", file=sys.stderr)
+    except StopIteration as stop:
+        print(stop.value)
+    finally:
+        gen.close()
+    return 0
 
 
 def _cmd_restore(args) -> int:
@@ -127,23 +166,66 @@ def _cmd_restore(args) -> int:
     return 0
 
 
-def _cmd_models(_args) -> int:
-    from .zoo.store import list_models
+def _cmd_models(args) -> int:
+    from .zoo.defaults import default_names, speed_class
+    from .zoo.store import list_models, read_card, resolve_model_path
 
+    if getattr(args, "name", None):
+        print(_card_text(read_card(resolve_model_path(args.name))))
+        return 0
     cards = list_models()
     if not cards:
         print("no models installed")
-    for card in cards:
-        print(card.summary())
-        t = card.training
-        if t:
-            print(f"    trained: {t.get('mode', '?')}, {t.get('total_steps', t.get('steps', '?'))} steps, "
-                  f"{t.get('total_seconds', t.get('seconds', '?'))} s on {t.get('hardware', t.get('device', '?'))}; data: {t.get('data', '?')}")  # fmt: skip
-        for key, value in (card.metrics.get("eval") or {}).items():
-            if isinstance(value, dict) and "model" in value:
-                others = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in value.items() if k != "model")
-                print(f"    {key}: {value['model']['psnr']:.2f} dB, SSIM {value['model']['ssim']:.3f} ({others})")
+        return 0
+    defaults = default_names()
+    rows = [(("* " if c.name in defaults else "  ") + c.name, c.description.split(";")[0] or "-",
+             f"{c.parameter_count / 1e6:.1f} M", speed_class(c.parameter_count)) for c in cards]  # fmt: skip
+    head = ("  name", "use it for", "params", "speed")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    for row in [head, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[3])
+    print("* default: " + "; ".join(f"{n} for {what}" for n, what in defaults.items()) + ". "
+          "Details: gama-ir models NAME")  # fmt: skip
     return 0
+
+
+def _card_text(card) -> str:
+    """A model card as readable text (``gama-ir models NAME``)."""
+    from .zoo.defaults import speed_class
+
+    a, t, m = card.model_args, card.training, card.metrics
+    kind = "RGB" if card.in_channels == 3 else "gray" if card.in_channels == 1 else f"{card.in_channels}-channel"
+    norm = card.normalization
+    lines = [f"{card.name}: {card.description}" if card.description else card.name,
+             f"  network     GAMAIR preset {card.preset}: width {a.get('width', 42)}, blocks {a.get('enc_blocks')} / "
+             f"{a.get('middle_blocks', 2)} / {a.get('dec_blocks')}, {card.parameter_count / 1e6:.2f} M parameters "
+             f"({speed_class(card.parameter_count)}), {kind}",
+             f"  normalise   percentiles {norm.get('low', 0.5)} - {norm.get('high', 99.9)}"]  # fmt: skip
+    if t:
+        noise = t.get("noise")
+        if isinstance(noise, dict):
+            noise = ", ".join(f"{k} {v}" for k, v in noise.items())
+        lines += [f"  trained     {t.get('mode', '?')} from {t.get('base_model') or 'scratch'}; noise: {noise or '?'}",
+                  f"  data        {t.get('data', '?')}"]  # fmt: skip
+        steps, seconds = t.get("total_steps", t.get("steps")), t.get("total_seconds", t.get("seconds"))
+        by_hw = t.get("time_by_hardware") or ({t["device"]: seconds} if "device" in t and seconds is not None else {})
+        time_text = ", ".join(f"{s / 3600:.1f} h on {hw}" for hw, s in by_hw.items())
+        lines.append(f"  total       {steps} steps{', ' + time_text if time_text else ''}")
+        commands = [p["command"] for p in t.get("phases", []) if p.get("command")] + ([t["command"]] if t.get("command") else [])
+        if commands:
+            lines.append(f"  commands    {len(commands)} phase(s), oldest first:")
+            lines += [f"    {c}" for c in commands]
+    ev = m.get("eval") or {}
+    if ev:
+        lines.append(f"  held out    {', '.join(map(str, ev.get('images', [])))} ({ev.get('protocol', '?')}); PSNR dB / SSIM:")
+        for key, value in ev.items():
+            if isinstance(value, dict) and "model" in value:
+                others = ", ".join(f"{k} {v['psnr']:.2f}" for k, v in value.items() if k != "model" and isinstance(v, dict) and "psnr" in v)
+                lines.append(f"    {key}: {value['model']['psnr']:.2f} / {value['model'].get('ssim', float('nan')):.3f} ({others})")
+    elif m.get("summary"):
+        lines.append(f"  metrics     {m['summary']}")
+    lines.append(f"  licence     {card.license}")
+    return "\n".join(lines)
 
 
 def _cmd_demo(args) -> int:
@@ -234,6 +316,7 @@ def _cmd_train(args) -> int:
 
 
 COMMANDS = {"restore": _cmd_restore, "models": _cmd_models, "demo": _cmd_demo, "train": _cmd_train}
+COMMANDS["export"] = _cmd_export
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,14 +130,14 @@ def test_an_existing_model_is_replaced_only_with_overwrite(saved):
 
 
 def _fail_in_save_file(monkeypatch):
-    real = store.save_file
+    real = store._write_safetensors
 
     def half_written(state, filename, metadata=None):
         real(state, filename, metadata=metadata)
         Path(filename).write_bytes(Path(filename).read_bytes()[:100])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "save_file", half_written)
+    monkeypatch.setattr(store, "_write_safetensors", half_written)
 
 
 def _fail_in_replace(monkeypatch):
@@ -152,7 +152,7 @@ def _interrupt_in_save_file(monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "save_file", interrupted)
+    monkeypatch.setattr(store, "_write_safetensors", interrupted)
 
 
 @pytest.mark.parametrize("fail", [_fail_in_save_file, _fail_in_replace, _interrupt_in_save_file])

@@ -1,9 +1,11 @@
-"""scripts/average_models.py (a "model soup" of shipped-model candidates): the written model holds the
+"""scripts/training/average_models.py (a "model soup" of shipped-model candidates): the written model holds the
 mean of its sources' weights, restores like that mean, and says where its weights came from."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 import json
 from pathlib import Path
 
@@ -13,9 +15,17 @@ import torch
 
 from napari_gama_ir import build_model, load_model, restore, save_model
 
-_spec = importlib.util.spec_from_file_location("average_models", Path(__file__).resolve().parents[2] / "scripts" / "average_models.py")
-average_models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(average_models)
+def _dev_module(name: str):
+    """A module of the repository's development package ``scripts`` (not installed), imported as a package."""
+    root = Path(__file__).resolve().parents[2] / "scripts"
+    if "scripts" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("scripts", root / "__init__.py", submodule_search_locations=[str(root)])
+        sys.modules["scripts"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["scripts"])
+    return importlib.import_module(name)
+
+
+average_models = _dev_module("scripts.training.average_models")
 
 
 def _tiny(seed: int, **kw):
@@ -35,7 +45,7 @@ def test_the_average_holds_the_mean_weights_and_names_its_sources(tmp_path):
         if v.is_floating_point():
             torch.testing.assert_close(v, (sa[k] + sb[k]) / 2)
     card = json.loads((tmp_path / "soup" / "m.json").read_text())
-    assert str(tmp_path / "a") in card["training"]["weights_note"] and str(tmp_path / "b") in card["training"]["weights_note"]
+    assert str(tmp_path / "a") in card["training"]["weights_from"] and str(tmp_path / "b") in card["training"]["weights_from"]
 
     x = np.random.default_rng(0).random((48, 40), dtype=np.float32)
     mean_net = _tiny(1)

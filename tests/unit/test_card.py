@@ -214,3 +214,71 @@ def test_save_card_of_a_model_without_embedded_card_rewrites_the_json_only(legac
     before = legacy.read_bytes()
     save_card(load_model(legacy).card.replace(description="new words"), legacy)
     assert legacy.read_bytes() == before and load_model(legacy).card.description == "new words"
+
+
+# --- card formats: format 2 is written and flat; format 1 still loads ---------------------------------
+
+_PHASE_1 = {"base_model": None, "mode": "synthetic", "steps": 100, "seconds": 60.0, "device": "cpu", "seed": 0,
+            "command": "python -m scripts.training.train_shipped general-gray --seed 0", "hardware": "a laptop; ran beside a test"}  # fmt: skip
+
+
+def _format_1_card(tmp_path, tiny_model):
+    """``saved`` rewritten as a user model of format 1: no embedded card, a JSON card with a nested record."""
+    path = save_model(tiny_model, tmp_path / "old-model")
+    save_file(load_file(str(path)), str(path), metadata={"format": "pt"})
+    data = json.loads(path.with_suffix(".json").read_text())
+    phase_2 = {**_PHASE_1, "base_model": "general-gray", "steps": 50, "seconds": 30.0, "device": "cuda (NVIDIA H200)",
+               "command": "python -m scripts.training.train_shipped general-gray --base weights/general-gray --seed 1"}  # fmt: skip
+    data.update(format_version=1, training={**phase_2, "run_note": "chosen by hand", "previous_phase": _PHASE_1,
+                                             "total_steps": 150, "total_seconds": 90.0},
+                metrics={"summary": "val 1 -> 2 dB", "earlier_summaries": ["val 0 -> 1 dB"], "eval": {"images": ["x"]}})  # fmt: skip
+    path.with_suffix(".json").write_text(json.dumps(data))
+    return path
+
+
+def test_a_format_1_card_loads_flattened_without_run_notes(tmp_path, tiny_model):
+    card = load_model(_format_1_card(tmp_path, tiny_model)).card
+    t = card.training
+    assert card.format_version == 2 and "previous_phase" not in t and "run_note" not in t and "hardware" not in t
+    assert t["steps"] == 50 and t["total_steps"] == 150 and t["total_seconds"] == 90.0
+    assert t["time_by_hardware"] == {"cpu": 60.0, "cuda (NVIDIA H200)": 30.0}
+    assert t["phases"] == [{k: _PHASE_1[k] for k in ("steps", "seconds", "device", "command")}]
+    assert card.metrics == {"summary": "val 1 -> 2 dB", "eval": {"images": ["x"]}}
+
+
+def test_save_model_writes_format_2_and_flattens_a_continued_run(tmp_path, tiny_model):
+    nested = {**_PHASE_1, "steps": 7, "seconds": 1.0, "command": "second", "previous_phase": {**_PHASE_1, "phases": []},
+              "total_steps": 107, "total_seconds": 61.0}  # fmt: skip
+    tiny_model.card = tiny_model.card.replace(training=nested, metrics={"summary": "b", "earlier_summaries": ["a"]})
+    path = save_model(tiny_model, tmp_path / "continued")
+    for data in (json.loads(path.with_suffix(".json").read_text()), load_model(path).card.to_dict()):
+        t = data["training"]
+        assert data["format_version"] == 2 and "previous_phase" not in t and t["command"] == "second"
+        assert [p["command"] for p in t["phases"]] == [_PHASE_1["command"]] and t["total_steps"] == 107
+        assert data["metrics"] == {"summary": "b"}
+    again = load_model(path)  # a flat card stays as it is when saved again
+    assert ModelCard.from_dict(again.card.to_dict()) == again.card
+
+
+def test_a_format_2_card_is_flat(saved):
+    data = json.loads(saved.with_suffix(".json").read_text())
+    assert data["format_version"] == 2
+    data["training"] = {"steps": 3, "previous_phase": {"steps": 2}}
+    with pytest.raises(ModelFileError, match="training.previous_phase.*flat"):
+        ModelCard.from_dict(data, source="x.json")
+    data["training"] = {"steps": "three"}
+    with pytest.raises(ModelFileError, match="training.steps"):
+        ModelCard.from_dict(data, source="x.json")
+    data["training"] = {"phases": [{"steps": 1, "notes": {"nested": True}}]}
+    with pytest.raises(ModelFileError, match="training.phases"):
+        ModelCard.from_dict(data, source="x.json")
+
+
+def test_shipped_cards_are_format_2_small_and_flat():
+    from napari_gama_ir.zoo.store import shipped_models_dir
+
+    for path in shipped_models_dir().glob("*.json"):
+        data = json.loads(path.read_text())
+        assert data["format_version"] == 2 and len(path.read_bytes()) <= 8 * 1024, path.name
+        assert "previous_phase" not in data["training"] and "earlier_summaries" not in data["metrics"]
+        assert ModelCard.from_dict(data).to_dict() == data

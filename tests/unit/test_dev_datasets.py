@@ -1,18 +1,28 @@
-"""scripts/datasets.py (the development data of the shipped models): an exported copy of the photographs,
+"""scripts/_dev/datasets.py (the development data of the shipped models): an exported copy of the photographs,
 as a GPU machine gets it, holds the same pixels."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("skimage")
-_spec = importlib.util.spec_from_file_location("dev_datasets", Path(__file__).resolve().parents[2] / "scripts" / "datasets.py")
-datasets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(datasets)
+def _dev_module(name: str):
+    """A module of the repository's development package ``scripts`` (not installed), imported as a package."""
+    root = Path(__file__).resolve().parents[2] / "scripts"
+    if "scripts" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("scripts", root / "__init__.py", submodule_search_locations=[str(root)])
+        sys.modules["scripts"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["scripts"])
+    return importlib.import_module(name)
+
+
+datasets = _dev_module("scripts._dev.datasets")
 
 
 @pytest.mark.parametrize("compressed", [False, True])

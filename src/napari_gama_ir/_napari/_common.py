@@ -96,6 +96,47 @@ class JobWidget(Container):
             on_finished=lambda: self._finished(cleanup), desc=desc,
         )  # fmt: skip
 
+    # --- BioImage.IO export (the Restore widget's model, the Fine-tune panel's result) ---------------
+    def _ask_export_path(self, name: str) -> str | None:
+        """A save dialog for ``NAME.zip`` (Qt asks before replacing a file); None when cancelled."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export for BioImage.IO", f"{name}.zip",
+                                              "BioImage.IO model package (*.zip)")  # fmt: skip
+        return path or None
+
+    def _start_export(self, model, name: str) -> None:
+        """Ask where, then write a BioImage.IO package of ``model`` (a name, path or network) in the worker."""
+        from ..zoo.bioimageio import iter_export_bioimageio, require_extra
+
+        try:
+            require_extra("bioimageio.spec", "onnx")  # the notification says: pip install "napari-gama-ir[bioimageio]"
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        path = self._ask_export_path(name)
+        if not path:
+            return
+        if not path.lower().endswith(".zip"):
+            path += ".zip"
+        kwargs = {"model": model, "path": path, "overwrite": True}  # the dialog already confirmed a replacement
+        self._show(f"exporting {name} for BioImage.IO...")
+        self._launch(iter_export_bioimageio, kwargs, self._on_export_progress, self._on_exported,
+                     f"GAMA-IR: export {name}")  # fmt: skip
+
+    def _on_export_progress(self, step) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.max = max(1, step.total)
+            progress.value = min(step.done, step.total)
+        self._show(f"export: {step.message}")
+
+    def _on_exported(self, path) -> None:
+        from napari.utils.notifications import show_info
+
+        self._show(f"exported {path}; open it in Fiji (deepImageJ), ilastik or bioimageio.core")
+        show_info(f"GAMA-IR: exported BioImage.IO package {path}")
+        self._set_state(State.DONE)
+
     def _finished(self, cleanup) -> None:
         self._worker = None
         if cleanup is not None:

@@ -71,7 +71,9 @@ class FinetuneWidget(JobWidget):
         self._name = LineEdit(label="name", value="")
         self._save_button = PushButton(text="Save to my models")
         self._restore_button = PushButton(text="Restore with this model")
-        self._result = Container(widgets=[self._summary, self._name, self._save_button, self._restore_button],
+        self._export_button = PushButton(text="Export for BioImage.IO...")
+        self._result = Container(widgets=[self._summary, self._name, self._save_button, self._restore_button,
+                                          self._export_button],
                                  labels=True, visible=False)  # fmt: skip
         self.extend([
             self._source, self._noisy, self._clean, self._noisy_dir, self._clean_dir, self._mode, self._base,
@@ -88,6 +90,7 @@ class FinetuneWidget(JobWidget):
         self._stop_button.changed.connect(self._stop)
         self._save_button.changed.connect(self._save)
         self._restore_button.changed.connect(self._restore)
+        self._export_button.changed.connect(self._export)
         self._watch(self._on_layers_changed, self._base.reset_choices)  # a model saved anywhere can be the next base
 
     # --- choices -------------------------------------------------------------------------------
@@ -196,6 +199,14 @@ class FinetuneWidget(JobWidget):
         self._launch(*output.job, partial(self._on_restore_progress, output), partial(self._on_restored, output),
                      f"GAMA-IR: {meta['name']}", output.on_finished)  # fmt: skip
 
+    def _export(self) -> None:
+        """Export the trained model (saved or not) as a BioImage.IO package, named as in the name field."""
+        if self._net is None:
+            return
+        self._stop_event = None  # Stop now cancels
+        name = self._name.value.strip() or "gama-ir-finetuned"
+        self._start_export(self._net, name)
+
     # --- worker callbacks --------------------------------------------------------------------------
     def _on_progress(self, p) -> None:
         self._progress.max = max(1, p.total)
@@ -228,7 +239,7 @@ class FinetuneWidget(JobWidget):
 
     # --- state ---------------------------------------------------------------------------------------
     def _buttons(self) -> tuple[tuple, PushButton]:
-        return (self._start_button, self._save_button, self._restore_button), self._stop_button
+        return (self._start_button, self._save_button, self._restore_button, self._export_button), self._stop_button
 
     def _show(self, text: str) -> None:
         self._status.value = text

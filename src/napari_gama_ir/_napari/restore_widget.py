@@ -60,6 +60,7 @@ class RestoreWidget(JobWidget):
         self._preview_button = PushButton(text="Preview (plane on screen)")
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel")
+        self._export_button = PushButton(text="Export for BioImage.IO...")
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._plan = Label(label="plan", value="")
         self.extend([
@@ -67,6 +68,8 @@ class RestoreWidget(JobWidget):
             self._overlap, self._batch, self._device, self._precision, self._dtype, self._ensemble,
             self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
         ])  # fmt: skip
+        self.insert(self.index(self._card) + 1, self._export_button)  # acts on the model above it
+        self._export_button.changed.connect(self._export)
         self._plan.native.setWordWrap(True)
         for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
                              (self._preview_button, self._preview), (self._run_button, self._run),
@@ -77,7 +80,23 @@ class RestoreWidget(JobWidget):
         self._on_model_changed(self._model.value)
 
     def _buttons(self) -> tuple[tuple, PushButton]:
-        return (self._run_button, self._preview_button), self._cancel_button
+        return (self._run_button, self._preview_button, self._export_button), self._cancel_button
+
+    def _export(self) -> None:
+        """Export the chosen model (the shipped default gray model for "auto") as a BioImage.IO package."""
+        try:
+            model = self._model.value
+            if model == FROM_FILE:
+                model = Path(self._model_file.value)
+                if not model.is_file():
+                    raise InvalidInputError(f"model file {str(model)!r} is not a file; choose a NAME.safetensors file")
+            elif model == AUTO_MODEL:
+                from ..zoo.defaults import default_model_name
+
+                model = default_model_name(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self._start_export(model, Path(str(model)).stem if isinstance(model, Path) else str(model))
 
     def _model_choices(self, _widget=None) -> list[str]:
         self._cards = {card.name: card for card in list_models()}

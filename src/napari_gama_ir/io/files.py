@@ -156,13 +156,35 @@ def _tiff_metadata(tif, series) -> dict:
                 meta["resolutionunit"] = int(tags["ResolutionUnit"].value)
     # ImageJ hyperstacks keep spacing/unit in their description; tifffile's own ("shaped") files, which
     # restore writes, keep them in a JSON description
-    described = [tif.imagej_metadata or {}, *(tif.shaped_metadata or ())]
+    if tif.is_imagej:
+        meta["format"] = "imagej"
+    described = [tif.imagej_metadata or {}, *(tif.shaped_metadata or ()), _ome_calibration(tif)]
     for key in PHYSICAL_KEYS:
         for found in described:
             if key in found:
                 meta[key] = found[key]
                 break
     return meta
+
+
+def _ome_calibration(tif) -> dict:
+    """Z spacing and unit of an OME-TIFF's first image (its X and Y sizes are in the resolution tags)."""
+    if not tif.is_ome:
+        return {}
+    import tifffile
+
+    try:
+        image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+    found = {}
+    if "PhysicalSizeZ" in pixels:
+        found["spacing"] = float(pixels["PhysicalSizeZ"])
+    unit = pixels.get("PhysicalSizeXUnit", pixels.get("PhysicalSizeZUnit"))
+    if unit:
+        found["unit"] = str(unit)
+    return found
 
 
 def _open_zarr(path: Path) -> OpenedInput:
@@ -294,6 +316,49 @@ def sigterm_raises_systemexit() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+IMAGEJ_MAX_BYTES = 4 * 1024**3 - (32 << 20)  # ImageJ cannot read BigTIFF: classic TIFF offsets, minus room for tags
+UM_PER_RESOLUTION_UNIT = {2: 25400.0, 3: 10000.0}  # TIFF ResolutionUnit INCH, CENTIMETER in micrometres
+
+
+def tiff_write_options(target: Path, shape: tuple[int, ...], dtype, axes: str, metadata: dict) -> dict[str, Any]:
+    """tifffile.imwrite arguments for the output: OME-TIFF for ``*.ome.tif(f)`` (with physical pixel sizes),
+    an ImageJ hyperstack when the input was one (calibration kept, if it fits ImageJ's 4 GB), else a BigTIFF
+    whose JSON description keeps axes, spacing and unit."""
+    rgb = axes.endswith("C") and shape[-1] in (3, 4)
+    axes = axes.replace("C", "S") if rgb else axes
+    kwargs: dict[str, Any] = dict(shape=shape, dtype=np.dtype(dtype), photometric="rgb" if rgb else "minisblack")
+    if "resolution" in metadata:
+        kwargs["resolution"] = metadata["resolution"]
+        if "resolutionunit" in metadata:
+            kwargs["resolutionunit"] = metadata["resolutionunit"]
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if target.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        return {**kwargs, "ome": True, "bigtiff": True, "metadata": {"axes": axes, **_ome_physical_sizes(metadata)}}
+    if metadata.get("format") == "imagej" and nbytes < IMAGEJ_MAX_BYTES and np.dtype(dtype).name in ("uint8", "uint16", "float32"):
+        calibration = {k: metadata[k] for k in ("spacing", "unit", "finterval") if k in metadata}
+        return {**kwargs, "imagej": True, "metadata": {"axes": axes, **calibration}}
+    shaped = {"axes": axes, **{k: metadata[k] for k in ("spacing", "unit") if k in metadata}}
+    return {**kwargs, "bigtiff": True, "metadata": shaped}
+
+
+def _ome_physical_sizes(metadata: dict) -> dict[str, Any]:
+    """OME Pixels attributes from TIFF resolution tags or ImageJ calibration (micrometres when known)."""
+    sizes: dict[str, Any] = {}
+    unit = str(metadata.get("unit", "")).replace("\\u00B5", "µ")
+    if unit in ("micron", "um", "µm", "\\u00B5m"):
+        unit = "µm"
+    if "resolution" in metadata:
+        (xn, xd), (yn, yd) = (v if isinstance(v, (tuple, list)) else (v, 1) for v in metadata["resolution"])
+        per_um = UM_PER_RESOLUTION_UNIT.get(int(metadata.get("resolutionunit", 1)))
+        scale, size_unit = (per_um, "µm") if per_um else (1.0, unit or None)
+        if xn and yn and size_unit:
+            sizes.update(PhysicalSizeX=scale * xd / xn, PhysicalSizeXUnit=size_unit,
+                         PhysicalSizeY=scale * yd / yn, PhysicalSizeYUnit=size_unit)  # fmt: skip
+    if "spacing" in metadata and unit:
+        sizes.update(PhysicalSizeZ=float(metadata["spacing"]), PhysicalSizeZUnit=unit)
+    return sizes
+
+
 class TiffPlaneWriter:
     """Stream planes into one TIFF series from a background thread (tifffile pulls an iterator).
 
@@ -309,17 +374,7 @@ class TiffPlaneWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         n_pages = int(np.prod(shape)) // int(np.prod(page_shape))
-        photometric = "rgb" if axes.endswith("C") and shape[-1] in (3, 4) else "minisblack"
-        kwargs: dict[str, Any] = dict(shape=shape, dtype=np.dtype(dtype), photometric=photometric, bigtiff=True)
-        if "resolution" in metadata:
-            kwargs["resolution"] = metadata["resolution"]
-            if "resolutionunit" in metadata:
-                kwargs["resolutionunit"] = metadata["resolutionunit"]
-        tiff_meta = {"axes": axes.replace("C", "S") if photometric == "rgb" else axes}
-        for key in ("spacing", "unit"):
-            if key in metadata:
-                tiff_meta[key] = metadata[key]
-        kwargs["metadata"] = tiff_meta
+        kwargs = tiff_write_options(target, shape, dtype, axes, metadata)
 
         def pages():
             for _ in range(n_pages):

@@ -19,6 +19,9 @@ Restoration", arXiv 2404.00807. No official code exists; this file follows what 
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,8 +31,33 @@ MEAN_MODES = ("global", "local")  # GAMA's means: over the whole image, or over 
 GPU_CHANNELS_LAST = False  # NCHW activations on a GPU: faster there (benchmarks.md); the CPU always uses channels-last
 
 
+_EXPORT = threading.local()  # export_mode() of this thread; other threads keep their fast paths
+
+
+@contextlib.contextmanager
+def export_mode():
+    """Run the network with portable operators only, for tracing to TorchScript and ONNX in this thread.
+
+    The same arithmetic as the default path (to float rounding): NCHW memory, no oneDNN-only kernels, no
+    in-place updates, GAMA's maps from size-free reshapes, local means without the whole-axis shortcut,
+    and no padding or cropping in :meth:`GAMAIR.forward` (input sizes must be multiples of
+    ``2 ** levels``; the exported packages say so). Only this thread is affected; this file stays
+    self-contained (torch only), as it is the BioImage.IO package's architecture source.
+    """
+    previous = getattr(_EXPORT, "on", False)
+    _EXPORT.on = True
+    try:
+        yield
+    finally:
+        _EXPORT.on = previous
+
+
+def _exporting() -> bool:
+    return getattr(_EXPORT, "on", False)
+
+
 def _use_channels_last(device: torch.device) -> bool:
-    return device.type == "cpu" or GPU_CHANNELS_LAST
+    return (device.type == "cpu" or GPU_CHANNELS_LAST) and not _exporting()
 
 
 class LayerNorm2d(nn.Module):
@@ -42,7 +70,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_contiguous(memory_format=torch.channels_last):  # NCHW memory (see GPU_CHANNELS_LAST)
+        if _exporting() or not x.is_contiguous(memory_format=torch.channels_last):  # NCHW memory (GPU_CHANNELS_LAST)
             mu = x.mean(1, keepdim=True)
             var = (x - mu).pow(2).mean(1, keepdim=True)
             return (x - mu) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
@@ -89,7 +117,7 @@ class PointwiseConv(nn.Conv2d):
 
     def _fast(self, x: torch.Tensor, *others: torch.Tensor) -> bool:
         return (
-            _MKLDNN_POINTWISE and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+            _MKLDNN_POINTWISE and not _exporting() and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
             and not _needs_grad(x, self.weight, self.bias, *others) and not _cpu_autocast_enabled()
         )  # fmt: skip
 
@@ -120,15 +148,19 @@ class SimpleGate(nn.Module):
 def _box_mean(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     """Mean over a centred window of ``size`` along ``dim`` (shrinking at the borders)."""
     n = x.shape[dim]
-    if size >= 2 * n - 1:  # every window covers the whole axis
+    if size >= 2 * n - 1 and not _exporting():  # every window covers the whole axis (traced: sizes vary)
         return x.mean(dim, keepdim=True).expand_as(x)
     half = size // 2
-    csum = F.pad(x.movedim(dim, -1).cumsum(-1), (1, 0))
+    last = x.dim() - 1
+    if _exporting():  # ONNX takes no negative axes in movedim's permutation; a swap there and back is the same
+        csum = F.pad(x.transpose(dim % x.dim(), last).cumsum(-1), (1, 0))
+    else:
+        csum = F.pad(x.movedim(dim, -1).cumsum(-1), (1, 0))
     idx = torch.arange(n, device=x.device)
     hi = (idx + half + 1).clamp(max=n)
     lo = (idx - half).clamp(min=0)
     out = (csum[..., hi] - csum[..., lo]) / (hi - lo).to(x.dtype)
-    return out.movedim(-1, dim)
+    return out.transpose(dim % x.dim(), last) if _exporting() else out.movedim(-1, dim)
 
 
 class GAMA(nn.Module):
@@ -163,6 +195,8 @@ class GAMA(nn.Module):
     def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three maps that :meth:`forward` adds to ``x``: B x 1 x H x W, B x C x 1 x W (or the full
         shape in "local" mode) and B x C x H x 1 (or full)."""
+        if _exporting():
+            return self._portable_terms(x)
         b, c, h, w = x.shape
         if self.mean_mode == "global" and x.is_contiguous(memory_format=torch.channels_last):
             return self._channels_last_terms(x)
@@ -181,6 +215,27 @@ class GAMA(nn.Module):
             f_w = self.conv_w(mean_w.permute(0, 3, 2, 1).reshape(b * w, 1, h, c))
             f_w = f_w.view(b, w, h, c).permute(0, 3, 2, 1)
         return f_c, f_h, f_w
+
+    def _portable_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`terms` in export mode: the same maps from reshapes that name no sizes (traced graphs then
+        take any H and W)."""
+        f_c = self.conv_c(x.mean(1, keepdim=True))  # B x 1 x H x W
+        if self.mean_mode == "global":
+            f_h = self.conv_h(x.mean(2).unsqueeze(1)).transpose(1, 2)  # C x W map -> B x C x 1 x W
+            f_w = self.conv_w(x.mean(3).transpose(1, 2).unsqueeze(1)).permute(0, 3, 2, 1)  # H x C map -> B x C x H x 1
+            return f_c, f_h, f_w
+        # one C x W map per row (one H x C map per column): a 3-D convolution with a 1 x k x k kernel
+        mean_h = _box_mean(x, 2, self.local_size).permute(0, 2, 1, 3).unsqueeze(1)  # B x 1 x H x C x W
+        f_h = self._per_slice(self.conv_h, mean_h).permute(0, 2, 1, 3)
+        mean_w = _box_mean(x, 3, self.local_size).permute(0, 3, 2, 1).unsqueeze(1)  # B x 1 x W x H x C
+        f_w = self._per_slice(self.conv_w, mean_w).permute(0, 3, 2, 1)
+        return f_c, f_h, f_w
+
+    @staticmethod
+    def _per_slice(conv: nn.Conv2d, maps: torch.Tensor) -> torch.Tensor:
+        """``conv`` on each 2-D slice of B x 1 x N x P x Q maps, as B x N x P x Q."""
+        pad = conv.padding[0]
+        return F.conv3d(maps, conv.weight.unsqueeze(2), conv.bias, padding=(0, pad, pad)).squeeze(1)
 
     def add_terms_(self, x: torch.Tensor) -> torch.Tensor:
         """``x += f_c + f_h + f_w`` in place (inference only), returning ``x``.
@@ -267,7 +322,7 @@ class GAMABlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate(self.conv2(self.conv1(self.norm1(x))))
-        if isinstance(self.gama, GAMA) and not _needs_grad(y, *self.gama.parameters()):
+        if isinstance(self.gama, GAMA) and not _needs_grad(y, *self.gama.parameters()) and not _exporting():
             self.gama.add_terms_(y)  # inference: y is this block's own fresh tensor
         else:
             y = self.gama(y)
@@ -369,7 +424,7 @@ class GAMAIR(nn.Module):
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         h, w = inp.shape[-2:]
-        x = self._pad(inp)
+        x = inp if _exporting() else self._pad(inp)  # exported: sizes are multiples of 2 ** levels
         # channels-last memory: LayerNorm runs on contiguous channels and the convs take oneDNN's fast
         # path (S at 256x256 on one CPU thread: 1.08 s -> 0.76 s, see docs/benchmarks.md)
         feat = self.intro(x)
@@ -386,7 +441,7 @@ class GAMAIR(nn.Module):
         out = self.ending(feat)
         if self.in_channels == self.out_channels:
             out = out + x  # global residual
-        return out[..., :h, :w]
+        return out if _exporting() else out[..., :h, :w]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         m = 2**self.levels

@@ -1,6 +1,6 @@
 """Shipped sample images: real images with synthetic noise, plus their clean references (no Qt).
 
-The files sit beside this module and are made by ``scripts/make_samples.py``; ``samples.json`` records
+The files sit beside this module and are made by ``scripts/release/make_samples.py``; ``samples.json`` records
 each sample's source, licence, noise model and seed.
 """
 

@@ -2,7 +2,7 @@
 
 ``iter_finetune(options)`` yields :class:`FinetuneProgress` and returns the trained network (with its
 card); ``finetune(...)`` drives it with ``progress`` and ``cancel`` callbacks. The shipped models are
-trained by the same loop (``mode="synthetic"``, see ``scripts/train_shipped.py``).
+trained by the same loop (``mode="synthetic"``, see ``scripts/training/train_shipped.py``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
-"""ModelCard: everything needed to rebuild a model and to know what it is for, and the one schema every
-card is checked against before anything is built from it."""
+"""ModelCard: everything needed to rebuild a model and to know what it is for, and the schema (one per card
+format) every card is checked against before anything is built from it.
+
+Format 2 (written by :func:`~napari_gama_ir.zoo.store.save_model`) is flat: the training record holds the
+last phase's settings, the earlier phases as a list of one short record each (steps, seconds, device,
+command), the totals and the time per kind of hardware. Format 1 cards (user models saved earlier) still
+load: they are checked against the format-1 schema and converted on read (their nested
+``training.previous_phase`` chain flattened, run notes dropped)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ from ..errors import InvalidInputError, ModelFileError
 from ..io.normalize import DEFAULT_PERCENTILES
 from ..model.gama_ir import MEAN_MODES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"Card format written by save_model; FORMAT_VERSIONS are the formats read."
+FORMAT_VERSIONS = (1, 2)
 DEFAULT_NORMALIZATION = {"method": "percentile", "low": DEFAULT_PERCENTILES[0], "high": DEFAULT_PERCENTILES[1]}
 MAX_PARAMETERS = 100_000_000
 "Largest network a card may describe (400 MB of float32 weights; the 'L' preset has 47.5 M)."
@@ -64,7 +72,7 @@ class ModelCard:
     inference: dict[str, Any] = field(default_factory=dict)
     "Inference settings the model was validated with, e.g. {'mean_mode': 'local', 'local_size': 192}."
     training: dict[str, Any] = field(default_factory=dict)
-    "Data, noise model, steps, wall time, device, base model, seed, command."
+    "Data, noise model, steps, wall time, device, base model, seed, command; earlier phases in ``phases``."
     metrics: dict[str, Any] = field(default_factory=dict)
     "Held-out metrics and what they were measured on; ``metrics['summary']`` is one line of text."
     license: str = "BSD-3-Clause"
@@ -93,7 +101,9 @@ class ModelCard:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The card as format 2 data: a nested training record (a fine-tuned model's ``previous_phase``)
+        is flattened into ``phases`` and totals (:func:`flatten_card_data`)."""
+        return flatten_card_data(dataclasses.asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -108,7 +118,7 @@ class ModelCard:
             Naming ``source``, the field, and what is accepted.
         """
         validate_card_data(data, source)
-        return cls(**data)
+        return cls(**flatten_card_data(data, from_format_1=data.get("format_version", 1) == 1))
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelCard":
@@ -182,13 +192,13 @@ def _str(v: Any) -> bool:
     return isinstance(v, str)
 
 
-# Top-level card fields: (check, what is accepted, required); dict fields get their own schema below.
-CARD_SCHEMA: dict[str, tuple[Check, str, bool]] = {
+# Top-level card fields of format 1: (check, what is accepted, required); dict fields get their own schema below.
+CARD_SCHEMA_V1: dict[str, tuple[Check, str, bool]] = {
     "name": (lambda v: name_problem(v) is None, f"a model name: {NAME_RULE}", True),
     "preset": (_str, "a str", True),
     "model_args": (lambda v: isinstance(v, dict), "an object of GAMAIR arguments", True),
     "architecture": (lambda v: v == "GAMAIR", "'GAMAIR'", False),
-    "format_version": (lambda v: _is_int(v) and v == FORMAT_VERSION, f"{FORMAT_VERSION}", False),
+    "format_version": (lambda v: _is_int(v) and v == 1, "1", False),
     "description": (_str, "a str", False),
     "axes_hint": (_str, "a str", False),
     "domain": (_str, "a str", False),
@@ -198,6 +208,91 @@ CARD_SCHEMA: dict[str, tuple[Check, str, bool]] = {
     "metrics": (lambda v: isinstance(v, dict), "an object", False),
     "license": (_str, "a str", False),
 }
+
+
+def _json_flat(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, (str, int, float, bool)) or x is None for x in v.values())
+
+
+def _phase(v: Any) -> bool:
+    return _json_flat(v) and set(v) <= set(PHASE_KEYS)
+
+
+PHASE_KEYS = ("steps", "seconds", "device", "precision", "command")
+"What format 2 keeps of each earlier training phase."
+
+# Format 2: the same top-level fields (format_version 2), and a flat training record whose known keys are
+# typed. Other training and metrics keys stay free (a user may record anything), but nothing nests a
+# phase in a phase: earlier phases are the list ``phases``.
+CARD_SCHEMA_V2: dict[str, tuple[Check, str, bool]] = {
+    **CARD_SCHEMA_V1,
+    "format_version": (lambda v: _is_int(v) and v == 2, "2", True),
+}
+
+TRAINING_SCHEMA_V2: dict[str, tuple[Check, str]] = {
+    "base_model": (lambda v: v is None or _str(v), "null or a str"),
+    "mode": (_str, "a str"),
+    "data": (_str, "a str"),
+    "steps": (_int(0, 10**9), "an int >= 0"),
+    "seconds": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "total_steps": (_int(0, 10**10), "an int >= 0"),
+    "total_seconds": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "time_by_hardware": (lambda v: _json_flat(v) and all(_number(x) for x in v.values()), "an object {hardware: seconds}"),
+    "device": (_str, "a str"),
+    "precision": (_str, "a str"),
+    "command": (_str, "a str"),
+    "phases": (lambda v: isinstance(v, list) and all(_phase(p) for p in v),
+               f"a list of flat objects with keys among {list(PHASE_KEYS)}"),
+    "previous_phase": (lambda v: False, "nothing: format 2 cards are flat (earlier phases go in 'phases')"),
+}
+
+CARD_SCHEMAS = {1: CARD_SCHEMA_V1, 2: CARD_SCHEMA_V2}
+"One schema per card format."
+
+# Keys of a format-1 training record that are run notes, not part of what a card states (dropped on reading).
+_NOTE_KEYS = ("run_note", "base_note", "weights_note", "hardware")
+
+
+def _phase_chain(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """A training record's phases, oldest first, each as its PHASE_KEYS."""
+    prev = training.get("previous_phase")
+    chain = _phase_chain(prev) if isinstance(prev, dict) else []
+    chain += [dict(p) for p in training.get("phases", []) if isinstance(p, dict)]
+    chain.append({k: training[k] for k in PHASE_KEYS if k in training})
+    return chain
+
+
+def flatten_card_data(data: dict[str, Any], from_format_1: bool = False) -> dict[str, Any]:
+    """Card data as format 2: ``training.previous_phase`` chains (format 1, or a fine-tuned model's card
+    before it is saved) become ``phases`` plus ``total_steps``, ``total_seconds`` and ``time_by_hardware``,
+    and the earlier phases' one-line results (``metrics.earlier_summaries``) are dropped; ``from_format_1``
+    also drops format 1's run notes (``run_note``, ``base_note``, ``weights_note``, ``hardware``).
+    A card that is already flat comes back equal, with ``format_version`` 2."""
+    data = dict(data)
+    data["format_version"] = 2
+    training = data.get("training")
+    notes = _NOTE_KEYS if from_format_1 else ()
+    if isinstance(training, dict) and ("previous_phase" in training or any(k in training for k in notes)):
+        flat = {k: v for k, v in training.items()
+                if k not in ("previous_phase", "phases", "total_steps", "total_seconds", "time_by_hardware", *notes)}  # fmt: skip
+        chain = _phase_chain(training)
+        if len(chain) > 1:
+            by_hardware: dict[str, float] = {}
+            for p in chain:
+                if _number(p.get("seconds")):
+                    key = str(p.get("device", "unknown"))
+                    by_hardware[key] = round(by_hardware.get(key, 0.0) + p["seconds"], 1)
+            flat["phases"] = chain[:-1]
+            flat["total_steps"] = sum(p["steps"] for p in chain if _is_int(p.get("steps")))
+            flat["total_seconds"] = round(sum(by_hardware.values()), 1)
+            flat["time_by_hardware"] = by_hardware
+        data["training"] = flat
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict):
+        drop = [k for k in metrics if k == "earlier_summaries" or (k.startswith("base_") and k.endswith("summary"))]
+        if drop:
+            data["metrics"] = {k: v for k, v in metrics.items() if k not in drop}
+    return data
 
 
 def _show(value: Any) -> str:
@@ -218,22 +313,36 @@ def _check_object(source: str, prefix: str, data: dict, schema: dict[str, tuple]
             raise _fail(source, f"{prefix}.{key}" if prefix else repr(key), data[key], accepted)
 
 
+def _check_known(source: str, prefix: str, data: dict, schema: dict[str, tuple]) -> None:
+    """Like _check_object, for an object whose other keys are free."""
+    for key, (check, accepted) in schema.items():
+        if key in data and not check(data[key]):
+            raise _fail(source, f"{prefix}.{key}", data[key], accepted)
+
+
 def validate_card_data(data: Any, source: str = "<dict>") -> None:
     """Check a card's data (as read from JSON) against the schema; raise :class:`ModelFileError` naming
-    ``source``, the field and what is accepted. Nothing is built: the network's size is computed."""
+    ``source``, the field and what is accepted. The schema is the one of the card's ``format_version``
+    (1 when absent). Nothing is built: the network's size is computed."""
     if not isinstance(data, dict):
         raise ModelFileError(f"{source}: a model card must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(CARD_SCHEMA))
+    version = data.get("format_version", 1)  # cards written before format_version existed are format 1
+    if not _is_int(version) or version not in CARD_SCHEMAS:
+        raise ModelFileError(
+            f"{source}: model card format_version {version!r} is not supported; accepted: {' or '.join(map(str, FORMAT_VERSIONS))}"
+        )
+    schema = CARD_SCHEMAS[version]
+    unknown = sorted(set(data) - set(schema))
     if unknown:
-        raise ModelFileError(f"{source}: unknown model card keys {unknown}; accepted: {sorted(CARD_SCHEMA)}")
-    if "format_version" in data and data["format_version"] != FORMAT_VERSION:
-        raise ModelFileError(f"{source}: model card format_version {data['format_version']!r} is not supported; accepted: {FORMAT_VERSION}")
-    missing = [k for k, (_, _, required) in CARD_SCHEMA.items() if required and k not in data]
+        raise ModelFileError(f"{source}: unknown model card keys {unknown}; accepted: {sorted(schema)}")
+    missing = [k for k, (_, _, required) in schema.items() if required and k not in data]
     if missing:
         raise ModelFileError(f"{source}: model card lacks {missing}")
     if "architecture" in data and data["architecture"] != "GAMAIR":
         raise ModelFileError(f"{source}: architecture {data['architecture']!r} is not supported; accepted: 'GAMAIR'")
-    _check_object(source, "", data, CARD_SCHEMA)
+    _check_object(source, "", data, schema)
+    if version == 2:
+        _check_known(source, "training", data.get("training", {}), TRAINING_SCHEMA_V2)
     args = data["model_args"]
     unknown = sorted(k for k in args if k not in MODEL_ARGS_SCHEMA)
     if unknown:

@@ -26,3 +26,24 @@ def default_model_name(channels: int, rgb_last: bool = False) -> str:
         "no default model is installed (weights/ is missing from this installation); reinstall napari-gama-ir "
         "or pass model= a path to NAME.safetensors"
     )
+
+
+def default_names() -> dict[str, str]:
+    """The installed models ``restore(x)`` picks without a model name, each with the data it is default for."""
+    available = {card.name for card in list_models()}
+    out: dict[str, str] = {}
+    for kind, label in (("gray", "single-channel data"), ("rgb", "RGB data")):
+        name = next((n for n in PREFERENCES[kind] if n in available), None)
+        if name:
+            out[name] = f"{out[name]} and {label}" if name in out else label
+    return out
+
+
+SPEED_CLASSES = ((3_000_000, "fast"), (30_000_000, "slower"))
+"Parameter counts up to which a model is in a speed class; above the last, 'slow'."
+
+
+def speed_class(parameters: int) -> str:
+    """'fast' (the w16 models: about 1 MP/s on 2 CPU cores), 'slower' (the paper's "S": 5-7x slower on a
+    CPU, fine on a GPU) or 'slow', from the parameter count."""
+    return next((label for limit, label in SPEED_CLASSES if parameters <= limit), "slow")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..errors import InvalidInputError, ModelFileError
@@ -207,7 +208,8 @@ def _read_weights(weights: Path, expected: dict[str, tuple[int, ...]]) -> dict[s
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model by shipped name, user model name, or path to ``NAME.safetensors``.
+    """Load a model by shipped name, user model name, path to ``NAME.safetensors``, or a BioImage.IO package
+    exported by :func:`~napari_gama_ir.zoo.bioimageio.export_bioimageio` (``.zip``, ``rdf.yaml`` or its folder).
 
     Parameters
     ----------
@@ -229,6 +231,10 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         Missing, corrupted, truncated or mismatching files, a card that breaks the schema, weights with NaN
         or inf; the message names the file.
     """
+    from .bioimageio import is_package_path, load_package  # BioImage.IO packages (no bioimageio.* needed)
+
+    if is_package_path(name_or_path):  # NAME.zip, rdf.yaml or a package folder exported by export_bioimageio
+        return load_package(name_or_path, device)
     weights = resolve_model_path(name_or_path)
     card = read_card(weights)  # checked against the schema (sizes included) before anything is built
     state = _read_weights(weights, _expected_shapes(card.model_args))
@@ -313,11 +319,17 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: ModelCard | None
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     _check_state(state, card, weights)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt", CARD_METADATA_KEY: text}))
+    _atomic_write(weights, lambda tmp: _write_safetensors(state, tmp, {"format": "pt", CARD_METADATA_KEY: text}))
     _write_json_copy(text, card_path)
     model.card = card
     _notify_models_changed(weights)
     return weights
+
+
+def _write_safetensors(state: dict[str, torch.Tensor], path: str, metadata: dict[str, str]) -> None:
+    """Write ``state`` to ``path`` (our temporary file) ourselves: safetensors' ``save_file`` would write
+    through a temporary file of its own, which a killed process would leave behind."""
+    Path(path).write_bytes(safetensors_bytes(state, metadata=metadata))
 
 
 def _check_state(state: dict[str, torch.Tensor], card: ModelCard, weights: Path) -> None:
@@ -350,7 +362,7 @@ def save_card(card: ModelCard, name_or_path: str | os.PathLike) -> Path:
         raise InvalidInputError(f"{weights}: the new card's model_args do not match the file's tensors")
     if CARD_METADATA_KEY in metadata:
         metadata[CARD_METADATA_KEY] = text
-        _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=metadata))
+        _atomic_write(weights, lambda tmp: _write_safetensors(state, tmp, metadata))
         _write_json_copy(text, card_path)
     else:
         _atomic_write(card_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

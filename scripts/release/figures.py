@@ -1,25 +1,22 @@
 """Before/after figures for the README, one per shipped model, made from real restore() outputs.
 
-Each figure: noisy | restored | clean, on a held-out image (scripts/datasets.py), with PSNR in the labels.
+Each figure: noisy | restored | clean, on a held-out image (scripts/_dev/datasets.py), with PSNR in the labels.
 
-    python scripts/figures.py [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S photo-gray-S photo-rgb-S] [--out docs/images]
+    python -m scripts.release.figures [--models photo-gray photo-rgb fluorescence general-gray fluorescence-S photo-gray-S photo-rgb-S] [--out docs/images]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import datasets  # noqa: E402
+from scripts._dev import datasets
 
-from napari_gama_ir import load_model, restore  # noqa: E402
-from napari_gama_ir.training.losses import psnr  # noqa: E402
+from napari_gama_ir import load_model, restore
+from napari_gama_ir.training.losses import psnr
 
 
 def example(model_name: str, net):
@@ -65,7 +62,7 @@ def figure(model_name: str, out_dir: Path, crop: int = 256) -> Path:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="+", default=["photo-gray", "photo-rgb", "fluorescence", "general-gray"])
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "docs" / "images"))
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

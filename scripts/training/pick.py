@@ -1,7 +1,7 @@
 """Copy the best-scoring candidate of each "S" model (select_checkpoint.py's log) to RESULTS/ship, unless
 it is the shipped file, and every new candidate's card to RESULTS/cards.
 
-    python scripts/device/pick.py sel.log /root/res
+    python -m scripts.training.pick runs/gpu/logs/sel.log runs/gpu
 """
 
 import re

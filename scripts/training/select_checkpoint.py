@@ -3,25 +3,22 @@
 Each candidate is scored with the training engine's own validation (``evaluate``) on the recipe's
 validation images, with many fixed noise draws so that the comparison is not decided by one draw.
 
-    python scripts/select_checkpoint.py general-gray runs/new/general-gray runs/new4/general-gray [--draws 16]
+    python -m scripts.training.select_checkpoint general-gray runs/new/general-gray runs/new4/general-gray [--draws 16]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import datasets  # noqa: E402
-from train_shipped import RECIPES, recipe_data  # noqa: E402
+from scripts._dev import datasets
+from scripts.training.train_shipped import RECIPES, recipe_data
 
-from napari_gama_ir import load_model  # noqa: E402
-from napari_gama_ir.training.datasets import as_train_images  # noqa: E402
-from napari_gama_ir.training.finetune import FinetuneOptions, _validation_batches, evaluate  # noqa: E402
+from napari_gama_ir import load_model
+from napari_gama_ir.training.datasets import as_train_images
+from napari_gama_ir.training.finetune import FinetuneOptions, _validation_batches, evaluate
 
 
 def main(argv=None) -> None:

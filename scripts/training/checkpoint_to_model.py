@@ -1,7 +1,7 @@
 """Write a training checkpoint's model weights as a model file (safetensors + card), so that
 ``select_checkpoint.py`` can score it beside the run's own output.
 
-    python scripts/checkpoint_to_model.py runs/s9/pgE-ckpt runs/s9/pgE/photo-gray runs/s9/pgE-last/photo-gray
+    python -m scripts.training.checkpoint_to_model runs/s9/pgE-ckpt runs/s9/pgE/photo-gray runs/s9/pgE-last/photo-gray
 
 The card is taken from the run's output model (``CARD_FROM``): the checkpoint holds the weights, the
 optimiser state and the step, and the run's card describes the whole run.
@@ -29,18 +29,19 @@ def main(argv=None) -> None:
     net.load_state_dict(model_state(tensors))
     save_candidate(net, args.out, half=args.half,
                    weights_note=f"the weights are the checkpoint {args.checkpoint} at step {meta.get('step')}, written as a "
-                                "model file by scripts/checkpoint_to_model.py; the rest of the card describes the whole run")  # fmt: skip
+                                "model file by scripts.training.checkpoint_to_model; the rest of the card describes the whole run")  # fmt: skip
     print(f"wrote {args.out} from {args.checkpoint} (step {meta.get('step')})")
 
 
 def save_candidate(net, out: str, *, half: bool, weights_note: str) -> None:
-    """Save ``net`` as a candidate model file whose card says where its weights came from; ``half`` stores
+    """Save ``net`` as a candidate model file whose card says where its weights came from
+    (``training.weights_from``); ``half`` stores
     them as float16, as train_shipped.py --half does."""
     training = {k: v for k, v in net.card.training.items() if k != "weights_dtype"}
     if half:
         net.half()
         training["weights_dtype"] = "float16"
-    training["weights_note"] = weights_note
+    training["weights_from"] = weights_note
     net.card = net.card.replace(training=training)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_model(net, out)

@@ -2,7 +2,7 @@
 
 Run headless from the repository root (a real X server is needed for OpenGL; ``offscreen`` crashes)::
 
-    xvfb-run -a -s "-screen 0 1800x1000x24" python scripts/screenshot.py [--out docs/images/widget.png]
+    xvfb-run -a -s "-screen 0 1800x1000x24" python -m scripts.release.screenshot [--out docs/images/widget.png]
 
 It loads the ``fluorescence-2d`` sample, restores the noisy layer through the widget (``_run``, the same
 code path as the Run button) with the shipped default model, and saves the whole window. Where no
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pick_model() -> str | None:

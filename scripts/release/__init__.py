@@ -1,0 +1,1 @@
+"""Release tools: the README figures, the napari screenshot and the shipped samples."""
