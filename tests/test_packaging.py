@@ -2,6 +2,8 @@
 installed package keeps them, and restore() with no model uses the shipped default. Under tox this runs
 against the built wheel, so it fails if the wheel lacks weights/ or the samples."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -94,3 +96,14 @@ def test_the_paper_size_models_ship_beside_the_cpu_sized_ones():
         assert large.card.training["weights_dtype"] == "float16" and shipped[f"{name}-S"].stat().st_size < 50e6
         assert next(large.parameters()).dtype == torch.float32
         assert large.card.metrics["eval"]
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject.toml names its packages one by one: a new folder missing there would be left out of the wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    source = root / "src"
+    found = {".".join(p.parent.relative_to(source).parts) for p in source.rglob("__init__.py")}
+    assert found - listed == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gama_ir.samples import list_samples, load_sample
+from napari_gama_ir.samples import list_samples, load_sample, sample_info
 
 EXPECTED = {
     "fluorescence-2d": ((512, 512), np.uint16, "YX"),
@@ -34,6 +34,10 @@ def test_samples_open_in_napari(make_napari_viewer):
     for name in list_samples():
         viewer.layers.clear()
         viewer.open_sample("napari-gama-ir", name)
-        assert [lay.name for lay in viewer.layers] == ["noisy", "clean"]
-        assert viewer.layers["noisy"].data.shape == EXPECTED[name][0]
-        assert viewer.layers["noisy"].rgb == name.endswith("rgb")
+        label = sample_info(name)["label"]
+        assert [lay.name for lay in viewer.layers] == [f"{label} clean", f"{label} noisy"]
+        noisy = viewer.layers[f"{label} noisy"]
+        assert viewer.layers.selection.active is noisy and not viewer.layers[f"{label} clean"].visible
+        assert noisy.data.shape == EXPECTED[name][0] and noisy.rgb == name.endswith("rgb")
+    viewer.open_sample("napari-gama-ir", "fluorescence-3d")  # a second sample: its own names, no " [1]"
+    assert [lay.name for lay in viewer.layers] == ["photo clean", "photo noisy", "nucleus 3-D clean", "nucleus 3-D noisy"]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import napari
 
-from ..samples import load_sample
+from ..samples import load_sample, sample_info
 from . import layers
 from ._common import ResultLayer
 from .workers import report_error, start_worker
 
 
 def _sample(name: str) -> list[tuple]:
-    """A shipped sample as napari layers: the noisy image, then its clean reference (hidden)."""
+    """A shipped sample as napari layers named after it ("nuclei noisy", "nuclei clean"): the clean reference
+    (hidden) first, then the noisy image, which napari adds last and so selects (what a filter acts on)."""
     s = load_sample(name)
+    label = sample_info(name)["label"]
     rgb = s["axes"].endswith("C")
     common = {"scale": s["scale"], "rgb": rgb, "metadata": {"napari_gama_ir_sample": name, "description": s["description"]}}
     if not rgb:
@@ -20,9 +22,9 @@ def _sample(name: str) -> list[tuple]:
         common["contrast_limits"] = (float(s["clean"].min()), float(s["clean"].max()))
     if len(s["axes"]) > 2 and not rgb:
         common["axis_labels"] = tuple(s["axes"].lower())
-    out = [(s["noisy"], {**common, "name": "noisy"}, "image")]
+    out = [(s["noisy"], {**common, "name": f"{label} noisy"}, "image")]
     if s["clean"] is not None:
-        out.append((s["clean"], {**common, "name": "clean", "visible": False}, "image"))
+        out.insert(0, (s["clean"], {**common, "name": f"{label} clean", "visible": False}, "image"))
     return out
 
 
