@@ -244,20 +244,23 @@ def _cmd_demo(args) -> int:
     tifffile.imwrite(out / "noisy.tif", noisy, metadata={"axes": sample["axes"]})
     tifffile.imwrite(out / "restored.tif", restored, metadata={"axes": sample["axes"]})
     panels = [noisy, restored] + ([clean] if clean is not None else [])
-    _save_side_by_side(panels, out / "side_by_side.png")
+    titles = ["noisy", "restored", "clean"][: len(panels)]
+    _save_side_by_side(panels, titles, out / "side_by_side.png")
     print(f"sample {args.sample!r}: {sample.get('description', '')}")
     if clean is not None:
         rng = 255.0 if clean.dtype == np.uint8 else float(clean.max()) - float(clean.min())
         before, after = psnr(noisy.astype(np.float64), clean.astype(np.float64), rng), psnr(restored.astype(np.float64), clean.astype(np.float64), rng)
         print(f"PSNR before {before:.2f} dB -> after {after:.2f} dB (data range {rng:g})")
-    print(f"wrote {out / 'noisy.tif'}, {out / 'restored.tif'}, {out / 'side_by_side.png'}")
+    print(f"wrote {out / 'noisy.tif'}, {out / 'restored.tif'}, {out / 'side_by_side.png'} ({' | '.join(titles)}, "
+          "left to right)")  # fmt: skip
     return 0
 
 
-def _save_side_by_side(panels, path: Path) -> None:
-    """Noisy | restored | clean, each scaled to 8 bits with the clean (or first) panel's range."""
+def _save_side_by_side(panels, titles: list[str], path: Path) -> None:
+    """Noisy | restored | clean, each scaled to 8 bits with the clean (or last) panel's range, each titled
+    in a white band above it."""
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageDraw, ImageFont
 
     ref = panels[-1].astype(np.float32)
     lo, hi = np.percentile(ref, [0.5, 99.8])
@@ -269,7 +272,12 @@ def _save_side_by_side(panels, path: Path) -> None:
         tiles.append(np.clip((img - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8))
     gap = np.full((tiles[0].shape[0], 8, *tiles[0].shape[2:]), 255, np.uint8)
     row = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
-    Image.fromarray(row).save(path)
+    band = 24
+    image = Image.fromarray(np.concatenate([np.full((band, *row.shape[1:]), 255, np.uint8), row], axis=0))
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default(size=16)
+    for i, title in enumerate(titles):
+        draw.text((i * (tiles[0].shape[1] + gap.shape[1]) + 6, 3), title, fill=0 if image.mode == "L" else (0, 0, 0), font=font)
+    image.save(path)
 
 
 def _patch_size(sides: list[int] | None):

@@ -257,3 +257,12 @@ def test_widget_opened_from_the_plugins_menu_sees_the_viewers_layers(make_napari
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-gama-ir", "Restore")  # napari hands it a proxy viewer
     viewer.add_image(stack, name="noisy")
     assert _names(widget) == ["noisy"] and widget._axes.value == "ZYX"
+
+
+def test_a_model_saved_elsewhere_appears_before_load_from_file(viewer_widget, tiny_model, qtbot):
+    from napari_gama_ir import build_model, save_model
+
+    _viewer, widget = viewer_widget
+    save_model(build_model("tiny"), "another-tiny")
+    qtbot.waitUntil(lambda: "another-tiny" in widget._model.choices, timeout=5000)
+    assert widget._model.choices[-1] == FROM_FILE and widget._model.value == tiny_model

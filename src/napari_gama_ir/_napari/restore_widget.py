@@ -75,7 +75,7 @@ class RestoreWidget(JobWidget):
                              (self._preview_button, self._preview), (self._run_button, self._run),
                              (self._cancel_button, self._cancel)):  # fmt: skip
             widget.changed.connect(slot)
-        self._watch(self._layer.reset_choices, self._model.reset_choices)  # fresh (name, layer) pairs on any change
+        self._watch(self._layer.reset_choices, self._refresh_models)  # fresh (name, layer) pairs on any change
         self._on_layer_changed(self._layer.value)
         self._on_model_changed(self._model.value)
 
@@ -101,6 +101,15 @@ class RestoreWidget(JobWidget):
     def _model_choices(self, _widget=None) -> list[str]:
         self._cards = {card.name: card for card in list_models()}
         return [AUTO_MODEL, *self._cards, FROM_FILE]
+
+    def _refresh_models(self, *_) -> None:
+        """List the models anew after a save, keeping the choice; magicgui's reset_choices would keep the old
+        items in place and append a new model after "load from file...", so the list is rebuilt."""
+        value = self._model.value
+        self._model.choices = ()
+        self._model.choices = self._model_choices
+        if value in self._model.choices:
+            self._model.value = value
 
     def _axes_choices(self, _widget=None) -> list[str]:
         try:
