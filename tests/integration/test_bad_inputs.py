@@ -40,8 +40,8 @@ def empty_zarr_folder(tmp):
 
 
 def png_file(tmp):
-    (tmp / "a.png").write_bytes(b"\x89PNG")
-    return {"data": str(tmp / "a.png")}
+    (tmp / "a.bmp").write_bytes(b"BM")
+    return {"data": str(tmp / "a.bmp")}
 
 
 # id: (kwargs for restore, or a function of tmp_path returning them; error class; message fragment)
@@ -72,7 +72,7 @@ CASES = {
     "missing-file": (lambda tmp: {"data": str(tmp / "nope.tif")}, InvalidInputError, "file not found"),
     "empty-zarr": (empty_zarr_folder, InvalidInputError, "zarr"),
     "png": (png_file, InvalidInputError, "unsupported file type"),
-    "out-suffix": (lambda tmp: {"data": img(), "out": str(tmp / "o.png")}, InvalidInputError, "unsupported suffix"),
+    "out-suffix": (lambda tmp: {"data": img(), "out": str(tmp / "o.bmp")}, InvalidInputError, "unsupported suffix"),
     "out-folder": (lambda tmp: {"data": img(), "out": str(tmp / "no" / "o.tif")}, InvalidInputError, "does not exist"),
     "out-type": ({"data": img(), "out": 5}, InvalidInputError, "out must be None, a path"),
     "tile-0": ({"data": img(), "tile": 0}, InvalidInputError, "tile must be a positive int"),

@@ -35,7 +35,7 @@ BAD_OPTIONS = {
     "overwrite": ({"overwrite": "yes"}, InvalidInputError, "overwrite must be True or False"),
     "self-ensemble": ({"self_ensemble": 1}, InvalidInputError, "self_ensemble must be True or False"),
     "out-type": ({"out": 5}, InvalidInputError, "out must be None, a path"),
-    "out-suffix": ({"out": "x.png"}, InvalidInputError, "unsupported suffix"),
+    "out-suffix": ({"out": "x.bmp"}, InvalidInputError, "unsupported suffix"),
     "normalizer": ({"normalizer": (0, 1)}, InvalidInputError, "normalizer must be a Normalizer"),
     "axes-type": ({"axes": 3}, InvalidInputError, "axes must be a string"),
     "unknown": ({"tiles": 3}, InvalidInputError, "unknown restore option(s) ['tiles']"),

@@ -25,7 +25,7 @@ AUTO = "auto"
 CPU_MAX_TILE = 512  # measured: a 1024 px plane as 9 tiles of 384 px ran about 2x faster than whole (caches)
 GPU_MAX_TILE = 2048
 AUTO_OVERLAP = 32
-OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr")
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".zarr", ".png")
 
 
 def _option(default, help: str, cli: str | None = None):
@@ -71,7 +71,8 @@ class RestoreOptions:
     out: Any = _option(
         None,
         "a .tif/.tiff or .zarr path to stream the result to (written under a temporary name, renamed at the end), "
-        "or a zarr array of the data's shape and the output dtype to fill in place",
+        "a .png for one 8-bit gray or RGB or 16-bit gray image, or a zarr array of the data's shape and the output "
+        "dtype to fill in place",
     )
     overwrite: bool = _option(
         False,
@@ -177,6 +178,6 @@ def _check_out(out) -> None:
             raise InvalidInputError("out is a read-only zarr array; open it with mode='r+' or 'a', or pass a path")
         return
     if not isinstance(out, (str, os.PathLike)):
-        raise InvalidInputError(f"out must be None, a path (.tif, .tiff or .zarr) or a zarr array, got {type(out).__name__}")
+        raise InvalidInputError(f"out must be None, a path (.tif, .tiff, .zarr or .png) or a zarr array, got {type(out).__name__}")
     if not os.fspath(out).lower().endswith(OUTPUT_SUFFIXES):
-        raise InvalidInputError(f"out={os.fspath(out)!r} has an unsupported suffix; accepted: .tif, .tiff, .zarr")
+        raise InvalidInputError(f"out={os.fspath(out)!r} has an unsupported suffix; accepted: {', '.join(OUTPUT_SUFFIXES)}")

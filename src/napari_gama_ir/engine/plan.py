@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import OpenedInput, is_zarr_array, open_input, output_target
+from ..io.sinks import check_png_output
 from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
 from ..tiling.windows import aligned_tiling
 from .options import AUTO, AUTO_OVERLAP, CPU_MAX_TILE, GPU_MAX_TILE, RestoreOptions, check_dtype
@@ -47,7 +49,7 @@ class RestorePlan:
     chunk_planes: int
     mean_mode: str
     local_size: int
-    output: str  # "numpy", "dask", "tiff" or "zarr"
+    output: str  # "numpy", "dask", "tiff", "zarr" or "png"
     out_path: str | None  # the file or store to create; None for numpy, dask, or the caller's zarr array
     distributed: bool
     options: RestoreOptions = field(repr=False)  # what the caller asked for
@@ -147,8 +149,10 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
 
     out_path = output_target(opts.out, opts.overwrite) if isinstance(opts.out, (str, os.PathLike)) else None
     output = "zarr" if is_zarr_array(opts.out) else ("dask" if src.lazy else "numpy") if opts.out is None else (
-        "zarr" if out_path.lower().endswith(".zarr") else "tiff")  # fmt: skip
+        {".zarr": "zarr", ".png": "png"}.get(Path(out_path).suffix.lower(), "tiff"))  # fmt: skip
     out_dtype = opts.dtype or str(in_dtype)
+    if output == "png":
+        check_png_output(layout, out_dtype)
     if is_zarr_array(opts.out):
         if tuple(opts.out.shape) != shape:
             raise InvalidInputError(f"out is a zarr array of shape {tuple(opts.out.shape)}; it must have the data's {shape}")

@@ -23,7 +23,7 @@ import torch
 from ..errors import InvalidInputError, OutputError, RestoreCancelled
 from ..io.files import sigterm_raises_systemexit
 from ..io.normalize import Normalizer, cast_to
-from ..io.sinks import ArraySink, TiffSink, ZarrSink
+from ..io.sinks import ArraySink, PngSink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
 from . import resident
@@ -283,6 +283,8 @@ def _open_sink(plan: RestorePlan):
         return ZarrSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata, overwrite)
     if plan.output == "tiff":
         return TiffSink(plan.layout, plan.out_dtype, plan.out_path, plan.source.metadata, overwrite)
+    if plan.output == "png":
+        return PngSink(plan.layout, plan.out_dtype, plan.out_path, overwrite)
     return ArraySink(plan.layout, plan.out_dtype)
 
 
@@ -402,7 +404,7 @@ def iter_restore(data, model=None, options: RestoreOptions | None = None, *, pla
     except BaseException as exc:
         blocks.close()
         sink.abort()
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and plan.output in ("tiff", "zarr"):
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and plan.out_path is not None:
             raise _output_error(plan, exc) from exc
         raise
     return result

@@ -23,6 +23,7 @@ from ..errors import InvalidInputError
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")  # read whole (they are single pictures); .png is also written
 
 
 @dataclass
@@ -87,7 +88,28 @@ def _open_path(path: Path) -> OpenedInput:
         return _open_tiff(path)
     if name.endswith(ZARR_SUFFIXES) or path.is_dir():
         return _open_zarr(path)
-    raise InvalidInputError(f"{path}: unsupported file type; accepted: .tif/.tiff (incl. OME-TIFF, BigTIFF) or .zarr")
+    if name.endswith(PICTURE_SUFFIXES):
+        return _open_picture(path)
+    raise InvalidInputError(
+        f"{path}: unsupported file type; accepted: .tif/.tiff (incl. OME-TIFF, BigTIFF), .zarr, .png, .jpg/.jpeg"
+    )
+
+
+def _open_picture(path: Path) -> OpenedInput:
+    """A PNG or JPEG as a YX (gray, 8 or 16 bit) or YXC (RGB) numpy array; alpha and palettes become RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            if picture.mode in ("P", "PA", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+                picture = picture.convert("RGB")
+            elif picture.mode in ("LA", "1"):
+                picture = picture.convert("L")
+            array = np.asarray(picture)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: not a readable PNG or JPEG ({exc})") from None
+    return OpenedInput(array, "YXC" if array.ndim == 3 else "YX", lazy=False, metadata={"source": str(path)})
 
 
 class TiffSource:
@@ -219,7 +241,7 @@ def is_zarr_store(path: Path) -> bool:
 
 
 def output_target(out, overwrite: bool) -> str:
-    """Check, before any work, that ``out`` (a .tif/.tiff file or a .zarr store) may be created, or replaced
+    """Check, before any work, that ``out`` (a .tif/.tiff or .png file, or a .zarr store) may be created, or replaced
     when ``overwrite``; returns it as a path string. A folder that is not a zarr store is never replaced."""
     path = Path(out).expanduser()
     want_store = path.name.lower().endswith(".zarr")

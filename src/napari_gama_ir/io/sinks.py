@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from .axes import CanonicalLayout
 from .files import TiffPlaneWriter, commit, discard, temporary_sibling
 
@@ -82,6 +83,42 @@ class ZarrSink(ArraySink):
         self._indexer = _PlaneIndexer(layout)
 
     def finish(self) -> str:
+        commit(self.tmp, self.target, self.overwrite)
+        return str(self.target)
+
+    def abort(self) -> None:
+        discard(self.tmp)
+
+
+def check_png_output(layout: CanonicalLayout, dtype) -> None:
+    """A PNG holds one picture: 8-bit gray or RGB, or 16-bit gray."""
+    dtype = np.dtype(dtype)
+    rgb = layout.axes.endswith("C") and layout.channels in (3, 4)
+    if layout.planes != 1 or ("C" in layout.axes and not rgb) or dtype.name not in ("uint8", "uint16") or (
+        rgb and dtype.name != "uint8"
+    ):  # fmt: skip
+        raise InvalidInputError(
+            f"a .png holds one 8-bit gray or RGB or 16-bit gray picture, not {layout.axes} {layout.shape} {dtype}; "
+            "write a .tif instead, or pass dtype='uint8'"
+        )
+
+
+class PngSink(ArraySink):
+    """Collect the picture, then write it as a PNG under a temporary name and rename it."""
+
+    def __init__(self, layout: CanonicalLayout, dtype, path: str, overwrite: bool = False) -> None:
+        super().__init__(layout, dtype)
+        self.target, self.overwrite = Path(path), overwrite
+        self.tmp = temporary_sibling(self.target)
+
+    def finish(self) -> str:
+        from PIL import Image
+
+        try:
+            Image.fromarray(self.array).save(self.tmp, format="PNG")
+        except BaseException:
+            discard(self.tmp)
+            raise
         commit(self.tmp, self.target, self.overwrite)
         return str(self.target)
 
