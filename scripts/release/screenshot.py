@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     viewer.window.resize(1700, 720)
     viewer.open_sample("napari-gama-ir", "fluorescence-2d")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-gama-ir", "Restore")
-    widget._layer.value = viewer.layers["noisy"]
+    widget._layer.value = viewer.layers["nuclei noisy"]
     if model is not None:
         widget._model.value = model
     widget._run()
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"restore did not finish in {args.timeout} s")
     if widget._state is not State.DONE:
         raise SystemExit(f"restore ended in state {widget._state.name}")
-    viewer.layers["clean"].visible = True
-    viewer.layers.move(len(viewer.layers) - 1, 1)  # noisy, restored, clean
+    viewer.layers["nuclei clean"].visible = True
+    viewer.layers.move(0, len(viewer.layers))  # clean, noisy, restored -> noisy, restored, clean
     grid = viewer.canvas.grid
     grid.enabled, grid.shape, grid.stride = True, (1, 3), 1  # side by side, left to right
     viewer.reset_view()

@@ -368,7 +368,7 @@ def test_self_ensemble_result_turns_with_the_image_through_tiles_and_chunks(tiny
 
 
 def test_self_ensemble_is_in_the_plan_and_must_be_a_bool(tiny_model, noisy_2d):
-    assert "self-ensemble x8" in plan_restore(noisy_2d, tiny_model, self_ensemble=True).describe()
+    assert "(self-ensemble)" in plan_restore(noisy_2d, tiny_model, self_ensemble=True).describe()
     assert "self-ensemble" not in plan_restore(noisy_2d, tiny_model).describe()
     with pytest.raises(InvalidInputError, match="self_ensemble must be True or False, got 'yes'"):
         restore(noisy_2d, tiny_model, self_ensemble="yes")

@@ -78,7 +78,7 @@ def test_run_adds_restored_layer_with_input_metadata(viewer_widget, qtbot, stack
     assert tuple(out.contrast_limits) == (100, 300)
     np.testing.assert_array_equal(layer.data, before)  # the input is never modified
     assert widget._progress.value == widget._progress.max > 1
-    assert "32x32 px tiles" in widget._plan.value
+    assert "tiles of 32 x 32 px" in widget._plan.value
 
 
 def test_self_ensemble_box_restores_as_the_api_does(viewer_widget, qtbot, stack, tiny_model):
@@ -88,7 +88,7 @@ def test_self_ensemble_box_restores_as_the_api_does(viewer_widget, qtbot, stack,
     widget._ensemble.value = True
     widget._run()
     _wait_idle(qtbot, widget)
-    assert "self-ensemble x8" in widget._plan.value
+    assert "(self-ensemble)" in widget._plan.value
     expected = restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8, self_ensemble=True)
     np.testing.assert_array_equal(viewer.layers[f"noisy restored ({tiny_model})"].data, expected)
     assert not np.array_equal(expected, restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8))
@@ -118,6 +118,7 @@ def test_large_or_lazy_results_fill_a_zarr_store_shown_as_it_fills(viewer_widget
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
     np.testing.assert_array_equal(out.data[:], restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8))
     assert [lay.name for lay in viewer.layers] == ["noisy", name]
+    assert widget._plan.value.startswith(f"Added the layer {name!r}.\n{tiny_model} restores 3 planes")
 
 
 def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget, qtbot, stack, tiny_model):
@@ -131,7 +132,7 @@ def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget
     np.testing.assert_allclose(preview.scale, (0.5, 0.5))
     whole = restore(stack, tiny_model, axes="ZYX")  # the plane as Run restores it: the stack's normalisation
     np.testing.assert_allclose(preview.data, whole[2], atol=1)
-    assert widget._plan.value.startswith(f"{tiny_model} on YX (48, 64)")  # the plan, resolved in the worker
+    assert widget._plan.value.startswith(f"{tiny_model} restores 1 plane of 48 x 64 px (YX, uint16)")  # the plan, resolved in the worker
     widget._preview()  # a second preview replaces the first
     _wait_idle(qtbot, widget)
     assert [lay.name for lay in viewer.layers] == ["noisy", layers.PREVIEW_LAYER]

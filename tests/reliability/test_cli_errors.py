@@ -72,7 +72,8 @@ def test_the_printed_plan_is_the_plan_that_runs(tmp_path, cli_model, stack_tif, 
     assert main(["restore", str(stack_tif), "-o", str(tmp_path / "o.tif"), "--model", cli_model, "-q",
                  "--tile", "30", "--overlap", "5", "--precision", "fp32", "--device", "cpu"]) == 0  # fmt: skip
     plan_line = capsys.readouterr().err.strip().splitlines()[0]
-    assert "32x32 px tiles, overlap 8 px" in plan_line and "cpu fp32" in plan_line  # the tiny net's 4 px grid
+    assert "tiles of 32 x 32 px per plane, overlapping by 8 px" in plan_line  # the tiny net's 4 px grid
+    assert "on the CPU in 32-bit floats" in plan_line
 
 
 @pytest.mark.parametrize(("flags", "fragment"), [

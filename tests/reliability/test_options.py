@@ -83,8 +83,12 @@ def test_the_plan_describes_the_tiles_that_run(tiny_model, tile, overlap, monkey
     assert steps[-1].done == steps[-1].total == sum(s[1] for s in seen) == 2 * plan.tiles_per_image
     text = plan.describe()
     if plan.tile != plan.padded:
-        assert f"{plan.tile[0]}x{plan.tile[1]} px tiles, overlap {plan.overlap[0]} px" in text
-    assert f"batch {plan.batch_size}, {plan.device} {plan.precision}" in text
+        assert f"tiles of {plan.tile[0]} x {plan.tile[1]} px per plane, overlapping by {plan.overlap[0]} px" in text
+    else:
+        assert "each plane whole" in text
+    words = {"fp32": "32-bit floats", "bf16": "bfloat16"}[plan.precision]
+    assert f"up to {plan.batch_size} {'tile' if plan.tile != plan.padded else 'plane'}s per pass" in text
+    assert f"on the CPU in {words}" in text
 
 
 def test_an_explicit_precision_reaches_dask_workers_unchanged(tiny_model, noisy_zyx):
@@ -92,9 +96,9 @@ def test_an_explicit_precision_reaches_dask_workers_unchanged(tiny_model, noisy_
     plan = dataclasses.replace(plan, distributed=True)  # as on a cluster, without starting one
     settings = engine._cluster_settings(plan)
     assert (settings.device, settings.precision) == ("auto", "fp32")
-    assert "each worker picks its device), fp32" in plan.describe()
+    assert "each worker on the device it picks, in 32-bit floats" in plan.describe()
     auto = dataclasses.replace(plan_restore(noisy_zyx, tiny_model, axes="ZYX"), distributed=True)
-    assert engine._cluster_settings(auto).precision == "auto" and "auto precision" in auto.describe()
+    assert engine._cluster_settings(auto).precision == "auto" and "in the precision it picks" in auto.describe()
     pinned = dataclasses.replace(plan_restore(noisy_zyx, tiny_model, precision="fp32", **OPTS), distributed=True)
     assert (engine._cluster_settings(pinned).device, engine._cluster_settings(pinned).precision) == ("cpu", "fp32")
 

@@ -151,7 +151,11 @@ class RestoreWidget(JobWidget):
             output = ResultLayer(self._viewer, data, meta, self._options())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
             return self._fail(exc)
-        self._start(*output.job, output.on_progress, output.on_done, output.on_finished, meta["name"])
+        self._start(*output.job, output.on_progress, partial(self._on_restored, output), output.on_finished, meta["name"])
+
+    def _on_restored(self, output: ResultLayer, result) -> None:
+        output.on_done(result)
+        self._plan.value = f"Added the layer {output.layer.name!r}.\n{self._plan.value}"
 
     def _preview(self) -> None:
         """Restore the plane on screen (cropped to the visible region) with the stack's normalisation."""

@@ -78,24 +78,39 @@ class RestorePlan:
         return len(tile_grid(self.padded, self.tile, self.overlap))
 
     def describe(self) -> str:
-        """One line for the CLI and the widget: the tile, overlap, batch, device and precision that run."""
+        """One line in plain words for the CLI and the widget, naming the tile, overlap, batch, device and
+        precision that run, e.g. "fluorescence restores 3 planes of 48 x 64 px (ZYX, uint16): each plane
+        whole, up to 3 planes per pass, on the CPU in bfloat16; means over the whole plane; result: uint16 array"."""
+        y, x = self.layout.yx
+        planes = self.layout.planes * self.samples_per_plane
+        what = f"{planes} plane{'s' if planes > 1 else ''} of {y} x {x} px ({self.axes}, {self.in_dtype})"
         if self.tile == self.padded:
-            tiled = "untiled"
+            tiling, unit = "each plane whole", "plane"
         else:
-            overlap = f"{self.overlap[0]}" if self.overlap[0] == self.overlap[1] else f"{self.overlap[0]}x{self.overlap[1]}"
-            tiled = f"{self.tile[0]}x{self.tile[1]} px tiles, overlap {overlap} px"
+            overlap = f"{self.overlap[0]}" if self.overlap[0] == self.overlap[1] else f"{self.overlap[0]} x {self.overlap[1]}"
+            tiling, unit = f"{self.tiles_per_image} tiles of {self.tile[0]} x {self.tile[1]} px per plane, overlapping by {overlap} px", "tile"
         if not self.distributed:
-            where = f"{self.device} {self.precision}"
+            where = f"on {_DEVICE_WORDS.get(self.device.split(':')[0], self.device)} in {_PRECISION_WORDS[self.precision]}"
         elif self.worker_picks_device:
-            precision = "auto precision" if self.options.precision == AUTO else self.precision
-            where = f"dask cluster (each worker picks its device), {precision}"
+            precision = "the precision it picks" if self.options.precision == AUTO else _PRECISION_WORDS[self.precision]
+            where = f"on a dask cluster, each worker on the device it picks, in {precision}"
         else:
-            where = f"dask cluster on {self.device} {self.precision}"
+            where = f"on a dask cluster, on {_DEVICE_WORDS.get(self.device.split(':')[0], self.device)} in {_PRECISION_WORDS[self.precision]}"
+        means = "means over the whole plane" if self.mean_mode == "global" else f"means over {self.local_size} px boxes"
+        ensemble = "; each tile 8 times, flipped and turned (self-ensemble)" if self.self_ensemble else ""
+        result = {"numpy": "array", "dask": "lazy dask array", "zarr": "zarr", "tiff": "TIFF", "png": "PNG"}[self.output]
         return (
-            f"{self.model_name} on {self.axes} {self.shape} {self.in_dtype}: {tiled}, batch {self.batch_size}, "
-            f"{where}, {self.mean_mode} means{', self-ensemble x8' if self.self_ensemble else ''}, "
-            f"-> {self.out_dtype} {self.output}"
+            f"{self.model_name} restores {what}: {tiling}, {_batch_words(self.batch_size, unit)} per pass, {where}; "
+            f"{means}{ensemble}; result: {self.out_dtype} {result}"
         )
+
+
+def _batch_words(batch: int, unit: str) -> str:
+    return f"1 {unit}" if batch == 1 else f"up to {batch} {unit}s"
+
+
+_DEVICE_WORDS = {"cpu": "the CPU", "cuda": "the GPU", "mps": "the Apple GPU"}
+_PRECISION_WORDS = {"fp32": "32-bit floats", "bf16": "bfloat16", "fp16": "16-bit floats"}
 
 
 def _resolve_model(model, channels: int, layout_axes: str) -> tuple[Any, bool]:
