@@ -8,6 +8,8 @@ view (the "self-ensemble" of Timofte et al. 2016 and EDSR+). It costs 8 forward 
 
 from __future__ import annotations
 
+from typing import Generator
+
 import torch
 
 VIEWS = 8  # the dihedral group of the square: 4 rotations, each with and without a mirror
@@ -23,17 +25,31 @@ def _unview(y: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
     return torch.rot90(y, -turns, (-2, -1))
 
 
-def self_ensemble(net, x: torch.Tensor) -> torch.Tensor:
-    """Mean of ``net`` over the 8 rotated and mirrored views of ``x``, each turned back.
+def iter_self_ensemble(net, x: torch.Tensor, run_view=None) -> Generator[None, None, torch.Tensor]:
+    """Mean of ``net`` over the 8 rotated and mirrored views of ``x``, each turned back; yields after each
+    view (a point where a caller may stop) and returns the mean.
 
     ``x`` is an (N, C, H, W) tensor on the network's device (H and W on the network's grid; a 90-degree
-    turn swaps them, which a fully convolutional network with global means accepts). Returns the
-    (N, C', H, W) float32 mean. The views run one after another, so peak memory is that of one pass
-    plus the float32 sum.
+    turn swaps them, which a fully convolutional network with global means accepts). The mean is an
+    (N, C', H, W) float32 tensor. The views run one after another, so peak memory is that of one pass
+    plus the float32 sum. ``run_view(fn)`` runs each view's forward pass (e.g. under a lock and autocast);
+    default: directly.
     """
     total = None
     for turns in range(4):
         for mirror in (False, True):
-            y = _unview(net(_view(x, turns, mirror).contiguous()).float(), turns, mirror)
+            forward = lambda: net(_view(x, turns, mirror).contiguous()).float()  # noqa: E731 - bound per view
+            y = _unview(run_view(forward) if run_view else forward(), turns, mirror)
             total = y if total is None else total.add_(y)  # rot90 always returns a new tensor
+            yield
     return total.div_(VIEWS)
+
+
+def self_ensemble(net, x: torch.Tensor) -> torch.Tensor:
+    """:func:`iter_self_ensemble` run to its end."""
+    views = iter_self_ensemble(net, x)
+    while True:
+        try:
+            next(views)
+        except StopIteration as done:
+            return done.value

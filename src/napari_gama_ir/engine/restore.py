@@ -14,7 +14,6 @@ import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable, Generator, Iterator
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..io.sinks import ArraySink, PngSink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
 from . import resident
-from .ensemble import self_ensemble
+from .ensemble import iter_self_ensemble
 from .options import AUTO, AUTO_OVERLAP, RestoreOptions
 from .plan import RestorePlan, _active_client, plan_restore
 from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory, pick_device, pick_precision
@@ -71,15 +70,35 @@ class TileSettings:
         return self.device.split(":")[0] in ("cuda", "mps")
 
 
-def _predict(net, batch, settings: TileSettings):
-    """Network output (float32) for a batch of tiles: numpy in, numpy out; a device tensor stays there."""
+def _predict(net, batch, settings: TileSettings) -> Generator[int, None, object]:
+    """Network output (float32) for a batch of tiles: numpy in, numpy out; a device tensor stays there.
+
+    A generator: with the self-ensemble it yields 0 after each of the 8 views, so that a cancel between
+    them acts within one forward pass. One forward pass at a time runs per process (``FORWARD_LOCK``).
+    """
     device = torch.device(settings.device)
-    forward = partial(self_ensemble, net) if settings.self_ensemble else (lambda x: net(x).float())
-    with torch.inference_mode(), autocast(device, settings.precision):
-        if isinstance(batch, torch.Tensor):
-            return forward(batch)
-        x = torch.from_numpy(batch).to(device, non_blocking=True)
-        return forward(x).cpu().numpy()
+    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch).to(device, non_blocking=True)
+
+    def run(forward):
+        with FORWARD_LOCK, torch.inference_mode(), autocast(device, settings.precision):
+            return forward()
+
+    if settings.self_ensemble:
+        y = yield from _inference_steps(iter_self_ensemble(net, x, run))
+    else:
+        y = run(lambda: net(x).float())
+    return y if isinstance(batch, torch.Tensor) else y.cpu().numpy()
+
+
+def _inference_steps(views) -> Generator[int, None, torch.Tensor]:
+    """Drive ``views`` in inference mode (it cannot be held across a yield), yielding 0 between steps."""
+    while True:
+        try:
+            with torch.inference_mode():
+                next(views)
+        except StopIteration as done:
+            return done.value
+        yield 0
 
 
 def iter_tiles(net, images, settings: TileSettings) -> Generator[int, None, np.ndarray]:
@@ -114,8 +133,7 @@ def iter_tiles(net, images, settings: TileSettings) -> Generator[int, None, np.n
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
                 tiles = stack([source[i, :, y : y + tile[0], x : x + tile[1]] for i, y, x in chunk])
-                with FORWARD_LOCK:
-                    pred = _predict(net, tiles, settings)
+                pred = yield from _predict(net, tiles, settings)
                 for values, location in zip(pred, chunk):
                     merger.add(values, location)
                 if start + len(chunk) > reported:
