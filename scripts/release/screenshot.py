@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     widget._layer.value = viewer.layers["nuclei noisy"]
     if model is not None:
         widget._model.value = model
+    widget._removed.value = True  # the removed-noise layer beside the result
     widget._run()
     start = time.monotonic()
     while widget._state is State.RUNNING:
@@ -65,9 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     if widget._state is not State.DONE:
         raise SystemExit(f"restore ended in state {widget._state.name}")
     viewer.layers["nuclei clean"].visible = True
-    viewer.layers.move(0, len(viewer.layers))  # clean, noisy, restored -> noisy, restored, clean
+    viewer.layers.move(0, len(viewer.layers))  # clean, noisy, restored, removed -> noisy, restored, removed, clean
     grid = viewer.canvas.grid
-    grid.enabled, grid.shape, grid.stride = True, (1, 3), 1  # side by side, left to right
+    grid.enabled, grid.shape, grid.stride = True, (1, 4), 1  # side by side, left to right
     viewer.reset_view()
     for _ in range(20):
         QApplication.processEvents()

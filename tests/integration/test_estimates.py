@@ -98,3 +98,18 @@ def test_cli_restore_estimate_prints_one_line(tmp_path, tiny_model, user_models_
     assert main(["restore", str(src), "-o", str(tmp_path / "o.tif"), "--model", "tiny-est", "-q", "--estimate"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("estimated PSNR")]
     assert len(lines) == 1 and "Gaussian noise" in lines[0]
+
+
+def test_a_small_image_fits_with_fewer_level_sets():
+    noisy = _clean(40) + np.random.default_rng(5).normal(0, 0.1, (40, 40))
+    assert estimate_noise(noisy).sigma == pytest.approx(0.1, rel=0.3)
+
+
+def test_clipped_data_is_flagged_instead_of_estimated(tiny_model):
+    rng = np.random.default_rng(6)
+    clean = _clean(128) * 20 - 6  # a third of the image below 0: clipped to 0 by the camera
+    noisy = np.clip(rng.poisson(np.clip(clean, 0, None)) + rng.normal(0, 2, clean.shape), 0, None).astype(np.uint16)
+    est = estimate_quality(noisy, tiny_model, device="cpu")
+    assert not est.reliable and est.clipped_fraction > 0.1
+    assert est.describe().startswith("no reliable estimate:")
+    assert estimate_quality(_clean(128) + rng.normal(0, 0.05, (128, 128)), tiny_model, device="cpu").reliable

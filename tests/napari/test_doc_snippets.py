@@ -25,5 +25,6 @@ def test_console_snippets_run_on_the_3d_sample(make_napari_viewer):
     for code in snippets:
         exec(compile(code, str(USAGE), "exec"), namespace)  # noqa: S102 - our own documentation
     names = [layer.name for layer in viewer.layers]
-    assert names[:2] == ["nucleus 3-D clean", "nucleus 3-D noisy"] and len(names) == 5
+    assert names[:2] == ["nucleus 3-D clean", "nucleus 3-D noisy"] and len(names) == 7
+    assert names[-1] == "nucleus 3-D noisy removed noise (general-gray)"
     assert all(layer.data.shape == (60, 60, 50) for layer in viewer.layers)

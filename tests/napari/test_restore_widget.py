@@ -118,7 +118,8 @@ def test_large_or_lazy_results_fill_a_zarr_store_shown_as_it_fills(viewer_widget
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
     np.testing.assert_array_equal(out.data[:], restore(stack, tiny_model, axes="ZYX", tile=32, overlap=8))
     assert [lay.name for lay in viewer.layers] == ["noisy", name]
-    assert widget._plan.value.startswith(f"Added the layer {name!r}.\n{tiny_model} restores 3 planes")
+    assert widget._plan.value.startswith(f"Added {name!r}.\n{tiny_model} restores 3 planes")
+    assert widget._estimate_line.value.startswith("estimated PSNR")
 
 
 def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget, qtbot, stack, tiny_model):
@@ -267,3 +268,25 @@ def test_a_model_saved_elsewhere_appears_before_load_from_file(viewer_widget, ti
     save_model(build_model("tiny"), "another-tiny")
     qtbot.waitUntil(lambda: "another-tiny" in widget._model.choices, timeout=5000)
     assert widget._model.choices[-1] == FROM_FILE and widget._model.value == tiny_model
+
+
+def test_the_removed_noise_layer_is_noisy_minus_restored_in_range_units(viewer_widget, qtbot, stack, tiny_model):
+    viewer, widget = viewer_widget
+    widget._layer.value = viewer.add_image(stack, name="noisy")
+    widget._removed.value, widget._estimate.value = True, False
+    widget._run()
+    _wait_idle(qtbot, widget)
+    restored = viewer.layers[f"noisy restored ({tiny_model})"].data
+    removed = viewer.layers[f"noisy removed noise ({tiny_model})"]
+    normalizer = restore.__globals__["plan_restore"](stack, tiny_model, axes="ZYX").normalizer
+    expected = (stack.astype(np.float64) - np.asarray(restored, np.float64)) / (normalizer.high - normalizer.low)[0]
+    np.testing.assert_allclose(np.asarray(removed.data), expected, rtol=1e-5, atol=1e-6)
+    assert widget._estimate_line.value == "" and "removed noise" in widget._plan.value
+
+
+def test_preview_shows_the_estimate_line(viewer_widget, qtbot, stack):
+    viewer, widget = viewer_widget
+    widget._layer.value = viewer.add_image(stack, name="noisy")
+    widget._preview()
+    _wait_idle(qtbot, widget)
+    assert "estimated PSNR" in widget._estimate_line.value and "noise" in widget._estimate_line.value

@@ -154,6 +154,52 @@ def result_to_layer_tuple(result, meta: dict, model_name: str, name: str | None 
     return result, kwargs, "image"
 
 
+REMOVED_NOISE_LIMITS = (-0.25, 0.25)  # contrast of the removed-noise layer, in units of the data's robust range
+
+
+def removed_noise_array(data, restored, normalizer, axes: str):
+    """What restoring took away, ``(noisy - restored) / (high - low)`` per channel, as a lazy float32 dask
+    array of the data's shape: in units of the data's robust range (the normaliser's percentiles), so noise
+    looks alike in any data, and structure that was removed along with it stands out."""
+    import dask.array as da
+
+    if isinstance(restored, str):  # a zarr store's path
+        restored = open_input(restored).array
+    shape = tuple(int(s) for s in data.shape)
+    scale = 1.0 / (np.asarray(normalizer.high, np.float64) - np.asarray(normalizer.low, np.float64))
+    if "C" in axes:
+        scale = scale.reshape([-1 if a == "C" else 1 for a in axes])
+    else:
+        scale = scale.reshape(())
+    noisy = da.asarray(data).astype(np.float32)
+    return ((noisy - da.asarray(restored).astype(np.float32)) * scale.astype(np.float32)).reshape(shape)
+
+
+def removed_noise_layer_tuple(data, restored, normalizer, axes: str, meta: dict, model_name: str) -> tuple:
+    """:func:`removed_noise_array` as a gray layer with the input's scale and translate."""
+    kwargs = {k: v for k, v in meta.items() if k in ("scale", "translate", "axis_labels", "units") and v is not None}
+    kwargs.update(name=f"{meta['name']} removed noise ({model_name})", colormap="gray",
+                  contrast_limits=REMOVED_NOISE_LIMITS, rgb=False)  # fmt: skip
+    if meta.get("rgb"):  # the channel axis is shown as a slider: give it no scale of its own
+        kwargs.update(scale=(*meta["scale"], 1.0), translate=(*meta["translate"], 0.0))
+    kwargs["metadata"] = {"napari_gama_ir": {"source_layer": meta["name"], "model": model_name, "removed_noise": True}}
+    return removed_noise_array(data, restored, normalizer, axes), kwargs, "image"
+
+
+def iter_and_estimate(job, estimate_on: tuple | None = None, **kwargs):
+    """Run the generator function ``job(**kwargs)``; then, when ``estimate_on`` is ``(data, index, axes)``,
+    estimate the quality of restoring ``data[index]`` (``index`` None: all of it) without a clean image, in
+    this (the worker's) thread. Returns ``(result, QualityEstimate or None)``."""
+    result = yield from job(**kwargs)
+    if estimate_on is None:
+        return result, None
+    from ..estimate.quality import estimate_quality
+
+    data, index, axes = estimate_on
+    data = data if index is None else np.asarray(data[index])
+    return result, estimate_quality(data, kwargs.get("model"), axes=axes, device=kwargs.get("device", "auto"))
+
+
 def plane_on_screen(layer, point, axes: str) -> tuple[tuple, str, dict]:
     """Where the plane at the viewer's ``point`` (world coordinates) is, cropped to the visible region.
 
@@ -183,7 +229,7 @@ def plane_on_screen(layer, point, axes: str) -> tuple[tuple, str, dict]:
     return tuple(index), kept, preview
 
 
-def restore_layer(layer, model=None, **options) -> tuple:
+def restore_layer(layer, model=None, *, removed_noise: bool = False, **options):
     """Restore a napari Image layer; return a layer-data tuple with the input's scale, translate and look.
 
     Parameters
@@ -193,6 +239,9 @@ def restore_layer(layer, model=None, **options) -> tuple:
         ``contrast_limits`` (and optionally ``rgb``, ``axis_labels``, ``units``, ``multiscale``).
     model : str, PathLike, GAMAIR or None
         As in :func:`napari_gama_ir.restore`; None picks the shipped default for the data.
+    removed_noise : bool
+        Also return the noise the restoration removed, ``(noisy - restored) / (high - low)``, as a second
+        layer (lazy, in units of the data's robust range): structure in it was removed along with the noise.
     **options
         Any other keyword of :func:`napari_gama_ir.restore` (``axes`` defaults to the layer's).
         Unless ``out`` is given, large or lazy layers are written to a zarr store in a new temporary
@@ -200,8 +249,9 @@ def restore_layer(layer, model=None, **options) -> tuple:
 
     Returns
     -------
-    tuple
-        ``(data, kwargs, "image")``, named ``"<input> restored (<model>)"``.
+    tuple or list of tuple
+        ``(data, kwargs, "image")``, named ``"<input> restored (<model>)"``; with ``removed_noise`` a list of
+        that and the removed-noise layer's tuple.
 
     Raises
     ------
@@ -228,5 +278,9 @@ def restore_layer(layer, model=None, **options) -> tuple:
         try:
             step = next(steps)
         except StopIteration as stop:
-            return result_to_layer_tuple(stop.value, meta, plan.model_name, path=store.path if store else None)
+            restored = result_to_layer_tuple(stop.value, meta, plan.model_name, path=store.path if store else None)
+            if not removed_noise:
+                return restored
+            noise = removed_noise_layer_tuple(data, restored[0], plan.normalizer, plan.axes, meta, plan.model_name)
+            return [restored, noise]
         plan = plan or step.plan

@@ -57,20 +57,28 @@ class RestoreWidget(JobWidget):
         self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
         self._ensemble = CheckBox(text="self-ensemble (8 passes per tile: slower, a little more accurate)", value=False,
                                   tooltip="each tile as the mean over its 8 flips and 90-degree rotations")  # fmt: skip
+        self._estimate = CheckBox(text="estimate the noise and the result's PSNR (2 more restores of a 512 px crop)",
+                                  value=True, tooltip="from the noisy data alone (SURE); good for comparing models")  # fmt: skip
+        self._removed = CheckBox(text="also add the removed noise (noisy - restored)", value=False,
+                                 tooltip="structure in this layer was removed along with the noise")  # fmt: skip
         self._preview_button = PushButton(text="Preview (plane on screen)")
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel")
         self._export_button = PushButton(text="Export for BioImage.IO...")
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._plan = Label(label="plan", value="")
+        self._estimate_line = Label(label="estimate", value="")
         self.extend([
             self._layer, self._axes, self._axes_info, self._model, self._model_file, self._card, self._tile,
-            self._overlap, self._batch, self._device, self._precision, self._dtype, self._ensemble,
-            self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
+            self._overlap, self._batch, self._device, self._precision, self._dtype, self._ensemble, self._estimate,
+            self._removed, self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
+            self._estimate_line,
         ])  # fmt: skip
         self.insert(self.index(self._card) + 1, self._export_button)  # acts on the model above it
         self._export_button.changed.connect(self._export)
         self._plan.native.setWordWrap(True)
+        self._estimate_line.native.setWordWrap(True)
+        self._last_plan = None
         for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
                              (self._preview_button, self._preview), (self._run_button, self._run),
                              (self._cancel_button, self._cancel)):  # fmt: skip
@@ -148,14 +156,29 @@ class RestoreWidget(JobWidget):
         """Restore the whole layer in a worker (which also plans); the result becomes a new layer."""
         try:
             data, _axes, meta = layers.layer_to_input(self._layer.value)
-            output = ResultLayer(self._viewer, data, meta, self._options())
+            options = self._options()
+            output = ResultLayer(self._viewer, data, meta, options)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
             return self._fail(exc)
-        self._start(*output.job, output.on_progress, partial(self._on_restored, output), output.on_finished, meta["name"])
+        job, kwargs = output.job
+        estimate_on = (data, None, options["axes"]) if self._estimate.value else None
+        kwargs = {"job": job, "estimate_on": estimate_on, **kwargs}
+        done = partial(self._on_restored, output, data, meta)
+        self._start(layers.iter_and_estimate, kwargs, output.on_progress, done, output.on_finished, meta["name"])
 
-    def _on_restored(self, output: ResultLayer, result) -> None:
+    def _on_restored(self, output: ResultLayer, data, meta: dict, result_and_estimate) -> None:
+        result, estimate = result_and_estimate
         output.on_done(result)
-        self._plan.value = f"Added the layer {output.layer.name!r}.\n{self._plan.value}"
+        added = [output.layer.name]
+        if self._removed.value and self._last_plan is not None:
+            plan = self._last_plan
+            noise = layers.removed_noise_layer_tuple(data, output.layer.data, plan.normalizer, plan.axes, meta, plan.model_name)
+            added.append(self._viewer.add_layer(Layer.create(*noise)).name)
+        self._plan.value = f"Added {' and '.join(map(repr, added))}.\n{self._plan.value}"
+        self._show_estimate(estimate)
+
+    def _show_estimate(self, estimate) -> None:
+        self._estimate_line.value = estimate.describe() if estimate is not None else ""
 
     def _preview(self) -> None:
         """Restore the plane on screen (cropped to the visible region) with the stack's normalisation."""
@@ -165,11 +188,14 @@ class RestoreWidget(JobWidget):
             index, axes, meta = layers.plane_on_screen(layer, self._viewer.dims.point, options["axes"])
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        kwargs = {"data": data, "index": index, "plane_axes": axes, **options}
-        self._start(layers.iter_preview, kwargs, None, partial(self._on_preview, meta), None, layers.PREVIEW_LAYER)
+        estimate_on = (data, index, axes) if self._estimate.value else None
+        kwargs = {"job": layers.iter_preview, "estimate_on": estimate_on, "data": data, "index": index, "plane_axes": axes,
+                  **options}  # fmt: skip
+        self._start(layers.iter_and_estimate, kwargs, None, partial(self._on_preview, meta), None, layers.PREVIEW_LAYER)
 
     def _start(self, gen_fn, kwargs: dict, on_progress, on_done, cleanup, what: str) -> None:
         self._plan.value = "planning..."
+        self._estimate_line.value, self._last_plan = "", None
         self._progress.value = 0
         self._launch(gen_fn, kwargs, partial(self._on_progress, on_progress), partial(self._on_done, on_done),
                      f"GAMA-IR: {what}", cleanup)  # fmt: skip
@@ -181,6 +207,7 @@ class RestoreWidget(JobWidget):
 
     def _on_progress(self, then, step) -> None:
         if step.plan is not None:
+            self._last_plan = step.plan
             self._plan.value = step.message  # the plan's describe(), resolved in the worker
         self._progress.max = max(1, step.total)
         self._progress.value = min(step.done, step.total)
@@ -191,7 +218,9 @@ class RestoreWidget(JobWidget):
         then(result)
         self._set_state(State.DONE)
 
-    def _on_preview(self, meta: dict, result) -> None:
+    def _on_preview(self, meta: dict, result_and_estimate) -> None:
+        result, estimate = result_and_estimate
+        self._show_estimate(estimate)
         if layers.PREVIEW_LAYER in self._viewer.layers:
             self._viewer.layers.remove(layers.PREVIEW_LAYER)
         data, kwargs, kind = layers.result_to_layer_tuple(result, meta, "", name=layers.PREVIEW_LAYER)

@@ -136,7 +136,7 @@ def _fit(key: np.ndarray, level: np.ndarray, detail: np.ndarray) -> NoiseEstimat
     if level.size < MIN_BLOCKS_PER_SET * 2:
         raise InvalidInputError("too few unclipped pixels to estimate the noise; give a larger image or stack")
     order = np.argsort(key, kind="stable")
-    sets = [s for s in np.array_split(order, LEVEL_SETS) if s.size >= MIN_BLOCKS_PER_SET]
+    sets = np.array_split(order, max(1, min(LEVEL_SETS, level.size // MIN_BLOCKS_PER_SET)))  # small images: fewer
     means = np.array([level[s].mean() for s in sets])
     variances = np.array([(MAD_TO_SIGMA * np.median(np.abs(detail[s] - np.median(detail[s])))) ** 2 for s in sets])
     weights = np.array([s.size for s in sets], dtype=np.float64) / np.maximum(variances, 1e-300) ** 2  # var of a var ~ var^2

@@ -28,6 +28,7 @@ from ..io.files import open_input
 from .noise import NoiseEstimate, estimate_noise
 
 STEP = 0.01  # the perturbation, as a fraction of the noise's typical standard deviation
+CLIPPED_WARNING = 0.01  # above this fraction of clipped pixels the estimate is flagged as unreliable
 CANONICAL_AXES = "ZCYX"
 
 
@@ -45,6 +46,13 @@ class QualityEstimate:
     "Pixels the estimate averages over."
     data_range: float
     "The data's robust range (the model card's percentiles, e.g. 0.5 to 99.9): the default PSNR range."
+    clipped_fraction: float = 0.0
+    "Fraction of sampled pixels at a clipped level (the data's minimum or maximum, where many pixels sit)."
+
+    @property
+    def reliable(self) -> bool:
+        """False when many pixels are clipped: the noise model, and so the estimate, does not hold there."""
+        return self.clipped_fraction <= CLIPPED_WARNING
 
     def psnr(self, data_range: float | None = None) -> float:
         """Estimated PSNR (dB) of the restoration for intensities spanning ``data_range`` (default: the
@@ -58,6 +66,9 @@ class QualityEstimate:
     def describe(self, data_range: float | None = None) -> str:
         """One line, e.g. "estimated PSNR 21.3 dB noisy -> 31.0 dB restored (fluorescence; ...)"."""
         data_range = data_range or self.data_range
+        if not self.reliable:
+            return (f"no reliable estimate: {100 * self.clipped_fraction:.0f} % of the pixels are clipped (at the data's "
+                    f"lowest or highest value), where the noise model does not hold ({self.model_name})")  # fmt: skip
         return (f"estimated PSNR {self.psnr_noisy(data_range):.1f} dB noisy -> {self.psnr(data_range):.1f} dB "
                 f"restored ({self.model_name}; {self.noise.describe(data_range)})")  # fmt: skip
 
@@ -129,7 +140,18 @@ def estimate_quality(
     mse = float(np.mean((restored - y) ** 2) - variance.mean() + 2 * divergence)
     data_range = float(np.mean(plan.normalizer.high - plan.normalizer.low))
     return QualityEstimate(mse=max(mse, 0.0), noisy_mse=float(variance.mean()), noise=noise,
-                           model_name=plan.model_name, pixels=int(y.size), data_range=data_range)  # fmt: skip
+                           model_name=plan.model_name, pixels=int(y.size), data_range=data_range,
+                           clipped_fraction=_clipped_fraction(y))  # fmt: skip
+
+
+def _clipped_fraction(y: np.ndarray) -> float:
+    """Fraction of pixels at the lowest or highest value, when that value holds more than 0.1 % of them."""
+    clipped = 0
+    for bound in (y.min(), y.max()):
+        count = int(np.count_nonzero(y == bound))
+        if count > 1e-3 * y.size:
+            clipped += count
+    return clipped / y.size
 
 
 def _sample(data, axes: str, region: int, planes: int) -> np.ndarray:
