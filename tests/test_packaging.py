@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_gama_ir import list_models, load_model, restore
+from napari_gama_ir import list_models, load_model, plan_restore, restore
 from napari_gama_ir.samples import list_samples, load_sample
 from napari_gama_ir.training.losses import psnr
 from napari_gama_ir.zoo.defaults import default_model_name
@@ -36,12 +36,13 @@ def test_samples_ship_and_load():
         assert sample["noisy"].ndim >= 2 and sample["noisy"].shape == sample["clean"].shape
 
 
-def test_restore_without_a_model_uses_the_shipped_default():
+def test_restore_without_a_model_uses_the_shipped_model_chosen_for_the_data():
     noisy = np.random.default_rng(0).poisson(50, (40, 48)).astype(np.uint16)
     out = restore(noisy)
     assert out.shape == noisy.shape and out.dtype == np.uint16
-    expected = restore(noisy, load_model(default_model_name(1)))
-    np.testing.assert_array_equal(out, expected)
+    plan = plan_restore(noisy)
+    assert plan.model_name in {c.name for c in list_models()} and plan.model_reason
+    np.testing.assert_array_equal(out, restore(noisy, load_model(plan.model_name)))
 
 
 def test_self_ensemble_of_a_shipped_model_is_closer_to_the_clean_sample():

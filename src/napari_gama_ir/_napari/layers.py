@@ -238,7 +238,7 @@ def restore_layer(layer, model=None, *, removed_noise: bool = False, **options):
         Any object with an Image layer's ``data``, ``name``, ``scale``, ``translate``,
         ``contrast_limits`` (and optionally ``rgb``, ``axis_labels``, ``units``, ``multiscale``).
     model : str, PathLike, GAMAIR or None
-        As in :func:`napari_gama_ir.restore`; None picks the shipped default for the data.
+        As in :func:`napari_gama_ir.restore`; None picks a fast shipped model for the data (its noise and background).
     removed_noise : bool
         Also return the noise the restoration removed, ``(noisy - restored) / (high - low)``, as a second
         layer (lazy, in units of the data's robust range): structure in it was removed along with the noise.

@@ -21,7 +21,7 @@ from . import layers
 from ._common import JobWidget, ResultLayer, State
 
 AUTO = "auto"
-AUTO_MODEL = "auto (shipped default for the data)"
+AUTO_MODEL = "auto (chosen for the data)"
 FROM_FILE = "load from file..."
 SAME_DTYPE = "same as input"
 DTYPES = (SAME_DTYPE, "uint8", "uint16", "float32")
@@ -98,10 +98,15 @@ class RestoreWidget(JobWidget):
                 model = Path(self._model_file.value)
                 if not model.is_file():
                     raise InvalidInputError(f"model file {str(model)!r} is not a file; choose a NAME.safetensors file")
-            elif model == AUTO_MODEL:
-                from ..zoo.defaults import default_model_name
+            elif model == AUTO_MODEL:  # the model "auto" picks for the selected layer (a small sample of it)
+                from ..io.axes import CanonicalLayout
+                from ..zoo.choice import choose_model, sample_planes
 
-                model = default_model_name(1)
+                data, axes, _meta = layers.layer_to_input(self._layer.value)
+                layout = CanonicalLayout(self._axes.value or axes, tuple(data.shape))
+                rgb_last = layout.axes.endswith("C")
+                sample = None if layout.channels == 3 and rgb_last else sample_planes(layout.to_canonical(data))
+                model, _reason = choose_model(sample, layout.channels, rgb_last=rgb_last)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._start_export(model, Path(str(model)).stem if isinstance(model, Path) else str(model))
@@ -135,7 +140,7 @@ class RestoreWidget(JobWidget):
     def _on_model_changed(self, value) -> None:
         self._model_file.visible = value == FROM_FILE
         card = self._cards.get(value)
-        self._card.value = card.summary() if card else ("picked from the data's channels" if value == AUTO_MODEL else "")
+        self._card.value = card.summary() if card else ("chosen from the data's channels, noise and background when it runs" if value == AUTO_MODEL else "")
 
     def _options(self) -> dict:
         """The widget's fields as keyword arguments of :func:`napari_gama_ir.restore`."""

@@ -61,6 +61,7 @@ class RestorePlan:
     out_array: Any = field(default=None, repr=False)  # the caller's zarr array (``out=``), written in place
     chunk_path: str = "auto"  # "host" when not even one plane fits on the GPU beside the network (engine.resident)
     self_ensemble: bool = False  # each tile as the mean of its 8 flips and rotations (engine.ensemble)
+    model_reason: str = ""  # why the model was chosen for the data (zoo.choice); "" when the caller named it
 
     @property
     def worker_picks_device(self) -> bool:
@@ -102,6 +103,7 @@ class RestorePlan:
         return (
             f"{self.model_name} restores {what}: {tiling}, {_batch_words(self.batch_size, unit)} per pass, {where}; "
             f"{means}{ensemble}; result: {self.out_dtype} {result}"
+            + (f"; model chosen for the data: {self.model_reason}" if self.model_reason else "")
         )
 
 
@@ -113,18 +115,23 @@ _DEVICE_WORDS = {"cpu": "the CPU", "cuda": "the GPU", "mps": "the Apple GPU"}
 _PRECISION_WORDS = {"fp32": "32-bit floats", "bf16": "bfloat16", "fp16": "16-bit floats"}
 
 
-def _resolve_model(model, channels: int, layout_axes: str) -> tuple[Any, bool]:
-    """The network, and whether this plan loaded it itself (and so may switch its mode or device)."""
+def _resolve_model(model, channels: int, layout_axes: str, canonical=None) -> tuple[Any, bool, str]:
+    """The network, whether this plan loaded it itself (and so may switch its mode or device), and why it
+    was chosen ("" unless ``model`` is None: then zoo.choice picks it from a sample of ``canonical``, the
+    (planes, C, Y, X) data)."""
     from ..zoo.store import load_model
 
+    reason = ""
     if model is None:
-        from ..zoo.defaults import default_model_name
+        from ..zoo.choice import choose_model, sample_planes
 
-        model = default_model_name(channels, rgb_last=layout_axes.endswith("C"))
+        rgb_last = layout_axes.endswith("C")
+        sample = sample_planes(canonical) if canonical is not None and not (channels == 3 and rgb_last) else None
+        model, reason = choose_model(sample, channels, rgb_last=rgb_last)
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model, device="cpu"), True
+        return load_model(model, device="cpu"), True, reason
     if isinstance(model, torch.nn.Module) and hasattr(model, "card"):
-        return model, False
+        return model, False, reason
     raise InvalidInputError(
         f"model must be a name, a path or a network from load_model()/build_model(), got {type(model).__name__}"
     )
@@ -175,7 +182,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
             raise InvalidDtypeError(f"out is a zarr array of dtype {opts.out.dtype}; it must have the output dtype {out_dtype}")
     dev = pick_device(opts.device)
     prec = pick_precision(opts.precision, dev)
-    net, owns_model = _resolve_model(model, layout.channels, axes)
+    net, owns_model, model_reason = _resolve_model(model, layout.channels, axes, layout.to_canonical(arr) if model is None else None)
     card = net.card
     if card.in_channels == layout.channels:
         channel_mode = "joint"
@@ -222,7 +229,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
         output=output, out_path=out_path, distributed=_active_client() is not None and output != "dask",
         options=opts, normalizer=normalizer, layout=layout, source=src, model=net, owns_model=owns_model,
         out_array=opts.out if is_zarr_array(opts.out) else None, chunk_path=chunk_path,
-        self_ensemble=opts.self_ensemble,
+        self_ensemble=opts.self_ensemble, model_reason=model_reason,
     )  # fmt: skip
 
 

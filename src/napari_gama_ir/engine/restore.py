@@ -446,7 +446,7 @@ def restore(
         Paths: TIFF (OME, BigTIFF, ImageJ) or zarr. The input is never modified.
     model : str, PathLike, GAMAIR or None
         A shipped or user model name, a path to ``NAME.safetensors``, or a loaded network (never
-        changed: it may be shared by threads). None picks the shipped default for the data.
+        changed: it may be shared by threads). None picks a fast shipped model for the data (its noise and background).
     options : RestoreOptions, optional
         The options below as one object; keywords override its fields.
     progress : callable(done, total), optional

@@ -98,7 +98,7 @@ def estimate_quality(
     noisy : numpy.ndarray, dask.array.Array, zarr.Array, str or PathLike
         What :func:`~napari_gama_ir.restore` takes.
     model : str, PathLike, GAMAIR or None
-        As in ``restore``; None picks the shipped default for the data.
+        As in ``restore``; None picks a fast shipped model for the data (its noise and background).
     axes : str, optional
         As in ``restore``.
     noise : NoiseEstimate, optional

@@ -1,4 +1,5 @@
-"""Which shipped model ``restore(x)`` uses when no model is named."""
+"""Default models: ``default_model_name`` by channel count alone (``finetune``'s base "default"); ``restore(x)``
+without a model chooses from the data itself (zoo.choice), among the models ``default_names`` lists."""
 
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ def default_model_name(channels: int, rgb_last: bool = False) -> str:
 
 
 def default_names() -> dict[str, str]:
-    """The installed models ``restore(x)`` picks without a model name, each with the data it is default for."""
+    """The installed models ``restore(x)`` picks without a model name (zoo.choice.choose_model), each with
+    the data it is chosen for."""
     available = {card.name for card in list_models()}
-    out: dict[str, str] = {}
-    for kind, label in (("gray", "single-channel data"), ("rgb", "RGB data")):
-        name = next((n for n in PREFERENCES[kind] if n in available), None)
-        if name:
-            out[name] = f"{out[name]} and {label}" if name in out else label
-    return out
+    chosen = {
+        "photo-gray": "single-channel photo-like data",
+        "fluorescence": "Poisson-dominated noise on a dark background",
+        "general-gray": "very strong noise or dark images with Gaussian noise",
+        "photo-rgb": "RGB data",
+    }
+    return {name: what for name, what in chosen.items() if name in available}
 
 
 SPEED_CLASSES = ((3_000_000, "fast"), (30_000_000, "slower"))
