@@ -218,3 +218,41 @@ def test_a_continued_run_keeps_its_base_record_apart(pairs, tmp_path):
     third = finetune(noisy, clean, steps=10, **{**small(), "base": second})
     assert third.card.training["total_steps"] == 40
     assert third.card.metrics["earlier_summaries"] == [first.card.metrics["summary"], second.card.metrics["summary"]]
+
+
+def test_progress_reports_psnr_in_db_and_self_supervised_runs_an_estimate(pairs):
+    """Supervised progress carries the loss's kind (minus the patches' PSNR: ``train_psnr``) and no estimate;
+    self-supervised progress carries the estimated PSNR of the validation crops at every validation (no clean
+    image needed), and the card keeps the estimates before and after."""
+    noisy, clean = pairs
+    seen = []
+    finetune(noisy, clean, steps=10, progress=seen.append, **small())
+    assert all(p.loss_name == "psnr" and p.val_estimated_psnr is None for p in seen)
+    assert all(p.train_psnr == -p.loss > 0 for p in seen if p.step)
+    seen = []
+    net = finetune(np.stack(noisy), None, mode="self-supervised", axes="ZYX", steps=20, progress=seen.append, **small())
+    validations = [p for p in seen if p.val_psnr is not None]
+    assert [p.step for p in validations] == [0, 10, 20] and all(p.loss_name == "masked mse" for p in seen)
+    assert all(p.train_psnr is None for p in seen)  # a masked MSE against noise is no PSNR
+    assert all(5 < p.val_estimated_psnr < 80 for p in validations)
+    v = net.card.metrics["validation"]
+    assert v["estimated_psnr_before"] == pytest.approx(validations[0].val_estimated_psnr)
+    assert 5 < v["estimated_psnr_after"] < 80
+
+
+def test_a_stopped_run_ends_with_its_final_validation(pairs):
+    """Stopped between validations, the generator's last item is the validation of the weights it stopped with
+    (so a plot shows what the result reports), with the run's real length as its total."""
+    noisy, clean = pairs
+    opts = FinetuneOptions(noisy=noisy, clean=clean, steps=500, stop=threading.Event(), **small())
+    gen, seen = iter_finetune(opts), []
+    with pytest.raises(StopIteration) as done:
+        while True:
+            seen.append(next(gen))
+            if seen[-1].step == 13:
+                opts.stop.set()
+    net, last = done.value.value, seen[-1]
+    assert last.message == "final validation" and last.step == last.total == 13 == net.card.training["steps"]
+    assert np.isnan(last.loss) and last.val_psnr is not None
+    scores = [p.val_psnr for p in seen if p.val_psnr is not None]
+    assert net.card.metrics["validation"]["psnr_after"] == pytest.approx(max(scores))  # the kept model was plotted

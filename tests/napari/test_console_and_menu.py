@@ -39,9 +39,9 @@ def test_restore_layer_rejects_layers_without_pixels(make_napari_viewer, tiny_mo
 def test_layers_filters_menu_command_restores_the_selected_layer(make_napari_viewer, qtbot, stack, tiny_model, monkeypatch):
     from napari._app_model import get_app_model
 
-    from napari_gama_ir.zoo import defaults
+    from napari_gama_ir.zoo import choice
 
-    monkeypatch.setitem(defaults.PREFERENCES, "gray", (tiny_model,))  # the test model plays the shipped default
+    monkeypatch.setattr(choice, "choose_model", lambda *a, **k: (tiny_model, "the test's model"))  # plays "auto"
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
     app = get_app_model()

@@ -60,13 +60,13 @@ def test_training_updates_progress_and_plot_then_saves_and_restores(panel, qtbot
     assert all(c.name in choices for c in list_models())  # shipped and user models
     widget._start()
     assert widget._state is State.RUNNING and not widget._start_button.enabled and widget._stop_button.enabled
-    qtbot.waitUntil(lambda: len(widget._plot.loss) >= 3, timeout=TIMEOUT)  # live, while the worker runs
+    qtbot.waitUntil(lambda: len(widget._plot.train) >= 3, timeout=TIMEOUT)  # live, while the worker runs
     assert widget._worker is not None and widget._worker.pbar.total == 20  # the Activity dock's bar
     _wait_idle(qtbot, widget)
     assert widget._state is State.DONE and widget._start_button.enabled and not widget._stop_button.enabled
     assert widget._progress.value == widget._progress.max == 20
-    assert [s for s, _ in widget._plot.loss] == list(range(1, 21))
-    assert len(widget._plot.psnr) >= 3 and widget._plot.psnr[0][0] == 0  # before training, then each validation
+    assert [s for s, _ in widget._plot.train] == list(range(1, 21))
+    assert len(widget._plot.val) >= 3 and widget._plot.val[0][0] == 0  # before training, then each validation
     assert "validation PSNR" in widget._summary.value and "->" in widget._summary.value
     assert not widget._result.native.isHidden() and widget._name.value == f"{tiny_model}-finetuned"
 
@@ -87,7 +87,7 @@ def test_stop_ends_training_early_and_keeps_a_model(panel, qtbot, tiny_model):
     widget._mode.value = "self-supervised"  # noisy images alone; the clean picker hides
     assert widget._clean.native.isHidden()
     widget._start()
-    qtbot.waitUntil(lambda: len(widget._plot.loss) >= 2, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(widget._plot.train) >= 2, timeout=TIMEOUT)
     widget._stop()
     assert widget._state is State.CANCELLING and not widget._stop_button.enabled
     _wait_idle(qtbot, widget)
@@ -127,7 +127,7 @@ def test_closing_the_panel_or_viewer_stops_training(panel, qtbot, close):
     viewer, widget = panel
     widget._steps.value = 100_000
     widget._start()
-    qtbot.waitUntil(lambda: len(widget._plot.loss) >= 1, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(widget._plot.train) >= 1, timeout=TIMEOUT)
     worker = widget._worker
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         if close == "widget":
@@ -137,3 +137,111 @@ def test_closing_the_panel_or_viewer_stops_training(panel, qtbot, close):
         else:
             viewer.close()
     assert worker.abort_requested
+
+
+def test_auto_fields_read_auto_and_advanced_options_fold_away(panel):
+    viewer, widget = panel
+    widget._steps.value = widget._patch.value = 0
+    assert widget._steps.native.text() == "auto (data size)"  # not a bare 0
+    assert widget._patch.native.text().startswith("auto")
+    assert widget._options()["steps"] is None and widget._options()["patch_size"] is None
+    widget._steps.value = 20
+    assert widget._steps.native.text() == "20" and widget._options()["steps"] == 20  # an int, as FinetuneOptions wants
+    form = widget._form.native
+    assert not widget._patch.native.isVisibleTo(form) and not widget._lr.native.isVisibleTo(form)  # folded by default
+    widget._show_advanced.value = True
+    assert widget._patch.native.isVisibleTo(form) and widget._lr.native.isVisibleTo(form)
+
+
+def test_the_panel_fits_a_laptop_screen(panel):
+    """Folded, the panel asks for under 1000 px and can shrink further: its fields scroll."""
+    viewer, widget = panel
+    assert widget.native.sizeHint().height() < 1000
+    assert widget.native.minimumSizeHint().height() < 300
+    widget._show_advanced.value = True
+    widget._result.visible = True
+    assert widget._form.native.sizeHint().height() > widget.native.sizeHint().height()  # the rest scrolls
+    assert widget.native.sizeHint().height() < 1000
+    assert widget._scroll.isAncestorOf(widget._start_button.native)  # napari docks .native: the scroll area is in it
+
+
+def test_supervised_run_shows_psnr_in_db_on_labelled_axes(panel, qtbot):
+    viewer, widget = panel
+    widget._start()
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.DONE
+    assert widget._progress.value == widget._progress.max
+    status = widget._status.value
+    plot = widget._plot
+    legend = plot.legend()
+    assert legend[0].startswith("training PSNR") and legend[0].endswith(" dB")
+    assert legend[1].startswith("validation PSNR") and legend[1].endswith(" dB")
+    assert all(v > 0 for _, v in plot.train + plot.val)  # a PSNR, not minus one
+    assert plot.axis_labels() == {"x": "step", "left": "dB", "right": ""}
+    assert plot.ticks("x")[0] == "0" and float(plot.ticks("x")[-1]) >= 20 and len(plot.ticks("x")) >= 3
+    low, high = float(plot.ticks("left")[0]), float(plot.ticks("left")[-1])
+    assert len(plot.ticks("left")) >= 3 and low <= min(v for _, v in plot.val) <= max(v for _, v in plot.val) <= high
+    assert plot.ticks("right") == []  # the training PSNR shares the dB axis
+    widget._status.value = status
+    widget._start()  # a second run starts from an empty plot
+    assert plot.train == [] and plot.val == []
+    _wait_idle(qtbot, widget)
+
+
+def test_status_line_shows_psnr_in_db_not_a_loss(panel):
+    """The status line as progress arrives: training and validation PSNR in dB (supervised), the estimated
+    PSNR without a clean image (self-supervised); never the raw loss (minus the PSNR, or a masked MSE)."""
+    from napari_gama_ir.training import FinetuneProgress
+
+    viewer, widget = panel
+    widget._before = None
+    widget._on_progress(FinetuneProgress(0, 20, float("nan"), 1e-3, 0.5, 16.5, 0.5, 16.5, "validation before training", None, "psnr"))
+    assert widget._status.value == "step 0/20; validation PSNR (dB): 16.50 before training; 0 s"
+    widget._on_progress(FinetuneProgress(3, 20, -18.25, 1e-3, 1.4, None, None, 16.5, "", None, "psnr"))
+    assert widget._status.value == "step 3/20; training PSNR 18.25 dB; validation PSNR (dB): 16.50 (16.50 before training); 1 s"
+    widget._on_progress(FinetuneProgress(10, 20, -18.5, 1e-3, 3, 17.75, 0.6, 17.75, "", None, "psnr"))
+    assert "validation PSNR (dB): 17.75 (16.50 before training)" in widget._status.value
+    assert widget._plot.train == [(3, 18.25), (10, 18.5)] and widget._plot.val == [(0, 16.5), (10, 17.75)]
+
+    widget._plot.clear()
+    widget._before = None
+    widget._on_progress(FinetuneProgress(0, 20, float("nan"), 1e-3, 0.5, 12.0, None, 12.0, "validation before training", 21.0, "masked mse"))
+    widget._on_progress(FinetuneProgress(10, 20, 0.031, 1e-3, 3, 12.5, None, 12.5, "", 23.5, "masked mse"))
+    assert widget._status.value == "step 10/20; estimated PSNR (dB), no clean image: 23.50 (21.00 before training); 3 s"
+    assert widget._plot.val == [(0, 21.0), (10, 23.5)] and widget._plot.train == [(10, 0.031)]  # not the blind-spot score
+
+
+def test_after_stop_the_final_validation_is_plotted_and_the_bar_is_full(panel, qtbot):
+    viewer, widget = panel
+    widget._steps.value = 100_000
+    widget._start()
+    qtbot.waitUntil(lambda: len(widget._plot.train) >= 3, timeout=TIMEOUT)
+    widget._stop()
+    _wait_idle(qtbot, widget)
+    steps = widget._net.card.training["steps"]
+    assert widget._state is State.DONE and steps < 100_000
+    last_step, last_val = widget._plot.val[-1]
+    assert last_step == steps  # the validation after Stop, which the result line reports
+    assert widget._plot.train[-1][0] == steps and widget._plot.total == steps  # the x axis ends where training did
+    after = widget._net.card.metrics["validation"]["psnr_after"]
+    assert f"{after:.2f} dB" in widget._summary.value
+    assert max(v for _, v in widget._plot.val) == pytest.approx(after, abs=1e-6)  # the kept model is a plotted point
+    assert widget._progress.value == widget._progress.max  # 100 %, not where Stop happened out of 100 000
+
+
+def test_self_supervised_run_shows_the_estimated_psnr(panel, qtbot, tmp_path):
+    viewer, widget = panel
+    widget._mode.value = "self-supervised"
+    widget._start()
+    _wait_idle(qtbot, widget)
+    assert widget._state is State.DONE and widget._progress.value == widget._progress.max
+    plot = widget._plot
+    assert plot.val_label == "estimated PSNR (dB), no clean image"
+    assert plot.legend()[1].startswith("estimated PSNR (dB), no clean image: ") and plot.legend()[1].endswith(" dB")
+    assert len(plot.val) >= 3 and all(5 < v < 80 for _, v in plot.val)  # a plausible PSNR in dB
+    assert plot.axis_labels()["left"] == "dB" and plot.axis_labels()["right"] == "MSE" and plot.ticks("right")
+    v = widget._net.card.metrics["validation"]
+    assert widget._summary.value == (f"estimated PSNR (dB), no clean image: {v['estimated_psnr_before']:.2f} -> "
+                                     f"{v['estimated_psnr_after']:.2f} (20 steps)")  # fmt: skip
+    assert plot.val[0] == (0, pytest.approx(v["estimated_psnr_before"]))
+    widget.native.grab().save(str(tmp_path / "panel.png"))  # paints (axes, ticks, legend) without errors

@@ -17,6 +17,8 @@ from magicgui.widgets import (
     CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select, SpinBox,
 )  # fmt: skip
 from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ..engine.runtime import DEVICES
 from ..errors import InvalidInputError
@@ -32,10 +34,37 @@ DEFAULT_BASE = "default (shipped, picked from the data)"
 SCRATCH = "scratch:w16"
 
 
+PANEL_HEIGHT = 720  # px the panel asks for at most; taller content scrolls (the docks must fit a laptop screen)
+ESTIMATED = "estimated PSNR (dB), no clean image"
+
+
 def _special(box, text: str):
     """Show ``text`` instead of the spin box's lowest value (which then means "auto" / "none")."""
     box.native.setSpecialValueText(text)
     return box
+
+
+def _whole(label: str, maximum: int, step: int, text: str) -> FloatSpinBox:
+    """A spin box of whole numbers that shows ``text`` at 0 ("auto"). A float box with no decimals: magicgui's
+    SpinBox is superqt's QLargeIntSpinBox, which has no special-value text and would show a bare 0."""
+    box = FloatSpinBox(label=label, value=0, min=0, max=maximum, step=step)
+    box.native.setDecimals(0)
+    return _special(box, text)
+
+
+class _Scroll(QScrollArea):
+    """The panel's scroll area: asks for its content's height up to ``PANEL_HEIGHT``, shrinks to much less."""
+
+    def sizeHint(self):  # noqa: N802 (Qt's name)
+        hint = self.widget().sizeHint()
+        hint.setHeight(min(hint.height() + 2 * self.frameWidth(), PANEL_HEIGHT))
+        hint.setWidth(hint.width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
+        hint = super().minimumSizeHint()
+        hint.setWidth(self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        return hint
 
 
 class FinetuneWidget(JobWidget):
@@ -45,6 +74,7 @@ class FinetuneWidget(JobWidget):
         super().__init__(viewer)
         self._stop_event: threading.Event | None = None  # set while training; Stop sets it
         self._net = None  # the trained network, once training has returned
+        self._before: float | None = None  # the run's first validation score (dB), shown beside the latest
         self._source = ComboBox(label="data from", choices=(LAYERS, FOLDERS), value=LAYERS)
         self._noisy = Select(label="noisy layer(s)", choices=self._image_layers)
         self._clean = Select(label="clean layer(s)", choices=self._image_layers)
@@ -52,17 +82,18 @@ class FinetuneWidget(JobWidget):
         self._clean_dir = FileEdit(label="clean folder", mode="d", visible=False)
         self._mode = ComboBox(label="mode", choices=("supervised", "self-supervised"), value="supervised")
         self._base = ComboBox(label="base model", choices=self._base_choices)
-        self._steps = _special(SpinBox(label="steps", value=0, min=0, max=1_000_000, step=50), "auto (data size)")
-        self._patch = _special(SpinBox(label="patch size (px)", value=0, min=0, max=1024, step=16), "auto (64, or what fits)")
+        self._steps = _whole("steps", 1_000_000, 50, "auto (data size)")
+        self._patch = _whole("patch size (px)", 1024, 16, "auto (64, or what fits)")
         self._lr = LineEdit(label="learning rate", value="auto")
-        self._show_advanced = CheckBox(text="advanced", value=False)
+        self._show_advanced = CheckBox(text="show advanced options", value=False)
         self._batch = SpinBox(label="batch size", value=8, min=1, max=1024)
         self._minutes = _special(FloatSpinBox(label="max minutes", value=0, min=0, max=10_000, step=1), "no limit")
         self._device = ComboBox(label="device", choices=DEVICES, value="auto")
         self._seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self._val_fraction = FloatSpinBox(label="validation fraction", value=0.15, min=0.05, max=0.5, step=0.05)
-        self._advanced = Container(widgets=[self._batch, self._minutes, self._device, self._seed, self._val_fraction],
-                                   labels=True, visible=False)  # fmt: skip
+        self._advanced = Container(widgets=[self._patch, self._lr, self._batch, self._minutes, self._device, self._seed,
+                                            self._val_fraction], labels=True, visible=False)  # fmt: skip
+        self._advanced.margins = (0, 0, 0, 0)
         self._start_button = PushButton(text="Start")
         self._stop_button = PushButton(text="Stop (keeps the best model so far)")
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
@@ -75,14 +106,29 @@ class FinetuneWidget(JobWidget):
         self._result = Container(widgets=[self._summary, self._name, self._save_button, self._restore_button,
                                           self._export_button],
                                  labels=True, visible=False)  # fmt: skip
-        self.extend([
+        # the fields live in a form inside a scroll area, so that the dock fits a laptop screen (napari docks a
+        # magicgui widget's .native, so Container(scrollable=True) would lose its scroll area there)
+        self._form = Container(labels=True, widgets=[
             self._source, self._noisy, self._clean, self._noisy_dir, self._clean_dir, self._mode, self._base,
-            self._steps, self._patch, self._lr, self._show_advanced, self._advanced, self._start_button,
-            self._stop_button, self._progress, self._status, self._result,
+            self._steps, self._show_advanced, self._advanced, self._start_button, self._stop_button, self._progress,
+            self._status, self._result,
         ])  # fmt: skip
-        self._status.native.setWordWrap(True)
+        for label in (self._status, self._summary):  # long lines wrap instead of widening the dock
+            label.native.setWordWrap(True)
+            label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for layer_list in (self._noisy, self._clean):  # a few rows, then the list scrolls
+            rows = layer_list.native.sizeHintForRow(0) if layer_list.native.count() else 0
+            layer_list.native.setMaximumHeight(5 * max(rows, layer_list.native.fontMetrics().height() + 2) + 6)
         self._plot = LossPlot()
-        self.native.layout().insertWidget(self.index(self._status) + 1, self._plot)
+        self._form.native.layout().insertWidget(self._form.index(self._status) + 1, self._plot)
+        self._form.native.layout().addStretch(1)
+        self._scroll = _Scroll()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._scroll.setWidget(self._form.native)
+        self.native.layout().addWidget(self._scroll)
+        self.margins = (0, 0, 0, 0)
         self._source.changed.connect(self._on_source_changed)
         self._mode.changed.connect(self._on_mode_changed)
         self._show_advanced.changed.connect(self._on_advanced_toggled)
@@ -94,6 +140,10 @@ class FinetuneWidget(JobWidget):
         self._watch(self._on_layers_changed, self._base.reset_choices)  # a model saved anywhere can be the next base
 
     # --- choices -------------------------------------------------------------------------------
+    def reset_choices(self, *_) -> None:
+        """napari calls this on the docked widget when layers change; the fields are in the form."""
+        self._form.reset_choices()
+
     def _base_choices(self, _widget=None) -> list[str]:
         return [DEFAULT_BASE, *(card.name for card in list_models()), SCRATCH]
 
@@ -112,6 +162,7 @@ class FinetuneWidget(JobWidget):
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self._advanced.visible = shown
+        self._scroll.updateGeometry()  # the dock may ask for more (or less) height; the rest scrolls
 
     # --- fields -> kwargs --------------------------------------------------------------------------
     def _options(self) -> dict:
@@ -135,9 +186,9 @@ class FinetuneWidget(JobWidget):
             "clean": (clean or None) if supervised else None,
             "mode": self._mode.value,
             "base": "default" if self._base.value == DEFAULT_BASE else self._base.value,
-            "steps": self._steps.value or None,
+            "steps": int(self._steps.value) or None,
             "max_minutes": self._minutes.value or None,
-            "patch_size": self._patch.value or None,
+            "patch_size": int(self._patch.value) or None,
             "lr": lr,
             "batch_size": self._batch.value,
             "device": self._device.value,
@@ -153,8 +204,12 @@ class FinetuneWidget(JobWidget):
             opts = FinetuneOptions(**self._options(), stop=threading.Event())
         except Exception as exc:  # noqa: BLE001 - every failure becomes a notification
             return self._fail(exc)
-        self._stop_event, self._net = opts.stop, None
+        self._stop_event, self._net, self._before = opts.stop, None, None
         self._plot.clear()
+        if opts.mode == "self-supervised":  # no clean image: the PSNR is estimated (the loss is against noise)
+            self._plot.set_labels("training loss (masked MSE)", ESTIMATED, train_in_db=False, train_unit="MSE")
+        else:
+            self._plot.set_labels("training PSNR (patches)", "validation PSNR")
         self._progress.value = 0
         self._result.visible = False
         self._status.value = "reading the data and validating the base model..."
@@ -209,17 +264,36 @@ class FinetuneWidget(JobWidget):
 
     # --- worker callbacks --------------------------------------------------------------------------
     def _on_progress(self, p) -> None:
+        """A training step or a validation: the bar, the plot, and a status line in dB."""
         self._progress.max = max(1, p.total)
         self._progress.value = min(p.step, p.total)
-        self._plot.add(p)
-        best = f"best val PSNR {p.best_psnr:.2f} dB" if p.best_psnr is not None else ""
-        loss = f"loss {p.loss:.4g}" if p.step else p.message
-        self._status.value = f"step {p.step}/{p.total}, {loss}, {best}, {p.elapsed:.0f} s"
+        estimated = p.loss_name == "masked mse"  # self-supervised: no clean image to measure against
+        val = p.val_estimated_psnr if estimated else p.val_psnr
+        train = p.train_psnr if p.train_psnr is not None else p.loss
+        self._plot.add(p.step, p.total, train, val)
+        if val is not None and self._before is None:
+            self._before = val
+        if self._plot.val:
+            _, latest = self._plot.val[-1]
+            name = ESTIMATED if estimated else "validation PSNR (dB)"
+            shown = f"{name}: {latest:.2f}" + (f" ({self._before:.2f} before training)" if p.step else " before training")
+        else:
+            shown = p.message or ("no PSNR estimate: the noise could not be measured" if estimated else "")
+        parts = [f"step {p.step}/{p.total}", shown]
+        if p.train_psnr is not None:
+            parts.insert(1, f"training PSNR {p.train_psnr:.2f} dB")
+        self._status.value = "; ".join(part for part in [*parts, f"{p.elapsed:.0f} s"] if part)
 
     def _on_trained(self, net) -> None:
         self._net = net
         v, steps = net.card.metrics["validation"], net.card.training["steps"]
-        self._summary.value = f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB ({steps} steps)"
+        if net.card.training["mode"] == "self-supervised":
+            before, after = v.get("estimated_psnr_before"), v.get("estimated_psnr_after")
+            scores = f"{before:.2f} -> {after:.2f}" if before is not None and after is not None else "not available"
+            self._summary.value = f"{ESTIMATED}: {scores} ({steps} steps)"
+        else:
+            self._summary.value = f"validation PSNR {v['psnr_before']:.2f} -> {v['psnr_after']:.2f} dB ({steps} steps)"
+        self._progress.max, self._progress.value = max(1, steps), max(1, steps)  # done is 100 %, even after Stop
         base = re.sub(r"[^a-z0-9]+", "-", str(net.card.training["base_model"]).lower()).strip("-")
         self._name.value = f"{base}-finetuned"
         self._status.value = f"done: {steps} steps in {net.card.training['seconds']:.0f} s; save it or restore with it"
@@ -246,6 +320,7 @@ class FinetuneWidget(JobWidget):
 
     def _shutdown(self) -> None:
         """Panel or viewer closing: stop training (nothing is kept) and let go of the viewer's events."""
-        if self._stop_event is not None:
-            self._stop_event.set()
+        stop = getattr(self, "_stop_event", None)  # None too when Python is already tearing the widget down
+        if stop is not None:
+            stop.set()
         super()._shutdown()

@@ -8,6 +8,7 @@ trained by the same loop (``mode="synthetic"``, see ``scripts/training/train_shi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -104,22 +105,39 @@ class FinetuneOptions:
 
 @dataclass(frozen=True)
 class FinetuneProgress:
-    """One step of training; ``val_psnr`` is set after each validation."""
+    """One step of training; ``val_psnr`` is set after each validation.
+
+    ``val_psnr`` is in dB: against the clean crops when there are any, else (self-supervised) the blind-spot
+    score of masked pixels against their noisy values, which picks the best model but does not say how good
+    a restoration is; for that, self-supervised runs also carry ``val_estimated_psnr``. The last item of a
+    run that stopped between validations (Stop, ``max_minutes``) is that run's final validation, with ``loss``
+    NaN and ``total`` equal to ``step``.
+    """
 
     step: int
     total: int
     loss: float
+    "The training loss of this step (NaN for validation-only items); what it is: ``loss_name``."
     lr: float
     elapsed: float
     val_psnr: float | None = None
     val_ssim: float | None = None
     best_psnr: float | None = None
     message: str = ""
+    val_estimated_psnr: float | None = None
+    "Self-supervised: estimated PSNR (dB) of the validation crops restored by the model, from the noisy crops\n    alone (Monte-Carlo SURE, :func:`~napari_gama_ir.estimate_quality`; no clean image). None otherwise."
+    loss_name: str = ""
+    "'psnr' (``loss`` is minus the training patches' PSNR in dB), 'l1', 'mse' or 'masked mse' (self-supervised)."
 
     @property
     def done(self) -> int:
         """Steps done, so that training progress reads like restore's ``Progress(done, total, message)``."""
         return self.step
+
+    @property
+    def train_psnr(self) -> float | None:
+        """The training patches' PSNR in dB (``-loss``) for the 'psnr' loss; None for other losses or no loss."""
+        return -self.loss if self.loss_name == "psnr" and math.isfinite(self.loss) else None
 
 
 def cosine_lr(step: int, total: int, peak: float, floor: float) -> float:
@@ -195,6 +213,53 @@ def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float,
     return float(np.mean(scores)), float(np.mean(ssims)) if ssims else float("nan")
 
 
+ESTIMATE_CROPS = 2  # validation crops (at most val_crop px square) the self-supervised PSNR estimate restores
+NOISE_SIDE = 256  # the noise model is fitted on central crops of this side of the whole images' planes
+
+
+def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
+    """Self-supervised: (noisy crops as ZCYX, noise estimate, data range) per validation image, for
+    :func:`_estimate_psnr`; at most ``ESTIMATE_CROPS`` crops in all, so that it costs about two restores of
+    them per validation. The noise model is fitted once, on the whole image the crops come from (a validation
+    strip can be too small to fit it). Empty for other modes, or when the noise cannot be estimated."""
+    from ..estimate.noise import estimate_noise
+
+    if opts.mode != "self-supervised":
+        return []
+    per_image = max(1, len(val_batches) // max(1, len(val)))  # _validation_batches: the same count per image
+    out, left = [], ESTIMATE_CROPS
+    for k, im in enumerate(val):
+        crops = [b[0] for b in val_batches[k * per_image : (k + 1) * per_image][:left]]
+        if not crops:
+            break
+        left -= len(crops)
+        whole = dataclasses.replace(im, region=(slice(None), slice(None)))  # all of a strip's image
+        n, _, h, w = whole.shape
+        side = min(NOISE_SIDE, h, w)
+        sample = [whole.read("noisy", p, (h - side) // 2, (w - side) // 2, side) for p in range(min(n, 4))]
+        try:
+            noise = estimate_noise(np.stack(sample), axes="ZCYX")
+        except InvalidInputError:  # e.g. a flat image: no noise to measure, so no estimate
+            continue
+        out.append((np.stack(crops).astype(np.float32), noise, val_batches[k * per_image][3]))
+    return out
+
+
+def _estimate_psnr(net, inputs, device) -> float | None:
+    """Mean estimated PSNR (dB) of ``net``'s restorations of the validation crops (no clean image needed)."""
+    from ..estimate.quality import estimate_quality
+
+    scores = []
+    for stack, noise, data_range in inputs:
+        try:
+            q = estimate_quality(stack, net, axes="ZCYX", noise=noise, region=max(16, *stack.shape[-2:]),
+                                 planes=len(stack), device=str(device))  # fmt: skip
+        except InvalidInputError:
+            continue
+        scores.append(q.psnr(data_range))
+    return float(np.mean(scores)) if scores else None
+
+
 def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, torch.nn.Module]:
     """Train per ``opts``; yields progress every step, returns the best network with an updated card.
 
@@ -211,6 +276,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     rng = np.random.default_rng(opts.seed)
     sampler = _make_sampler(opts, train, smallest, rng, device)
     val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
+    estimate_inputs = _estimate_inputs(opts, val, val_batches)
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
     net, base_name, scratch = _build_network(opts, channels)
@@ -222,9 +288,9 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
 
     # -- optimiser: AdamW with NAFNet's betas; the schedule is a pure function of progress
     optimizer = torch.optim.AdamW(net.parameters(), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
-    loss_fn = LOSSES[opts.loss]
+    loss_fn, loss_name = LOSSES[opts.loss], opts.loss
     if opts.mode == "self-supervised":
-        loss_fn = LOSSES["mse"]
+        loss_fn, loss_name = LOSSES["mse"], "masked mse"
 
     step, history, best_state, elapsed_before = 0, [], None, 0.0
     mask_gen = torch.Generator().manual_seed(opts.seed + 2)
@@ -237,16 +303,19 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             sampler.generator.set_state(tensors["rng.sampler"])
         history, best_psnr = meta["history"], meta["best_psnr"]
         before_psnr, before_ssim, elapsed_before = meta["before_psnr"], meta["before_ssim"], meta["elapsed"]
+        before_estimate = meta.get("before_estimate")
         best_file = ckpt.with_name(ckpt.name + "-best.safetensors")
         best_state = load_file(str(best_file)) if best_file.exists() else None
     else:
         before_psnr, before_ssim = evaluate(net, val_batches, device, precision)
         # the starting weights are the first candidate: fine-tuning must beat the base model to replace it
         best_psnr, best_state = before_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr, "validation before training")
+        before_estimate = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
+    yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr,
+                           "validation before training", before_estimate, loss_name)  # fmt: skip
 
     # -- loop: set lr, step, validate + checkpoint every eval_every; stop on steps or time
-    t0 = time.perf_counter() - elapsed_before
+    t0, lr = time.perf_counter() - elapsed_before, peak_lr
     while step < total:
         elapsed = time.perf_counter() - t0
         if opts.max_minutes is not None and elapsed >= opts.max_minutes * 60:
@@ -273,16 +342,17 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        val_psnr = val_ssim = None
+        val_psnr = val_ssim = estimated = None
         if step % eval_every == 0 or step == total:
             val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
+            estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
             history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
             improved = val_psnr > best_psnr
             if improved:
                 best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if ckpt:
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
-                             elapsed=time.perf_counter() - t0)  # fmt: skip
+                             before_estimate=before_estimate, elapsed=time.perf_counter() - t0)  # fmt: skip
                 generators = {"rng.mask": mask_gen.get_state()}
                 if isinstance(sampler, DevicePatchSampler):
                     generators["rng.sampler"] = sampler.generator.get_state()
@@ -291,19 +361,24 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
                     save_weights(best_state, ckpt.with_name(ckpt.name + "-best.safetensors"))
         elapsed = time.perf_counter() - t0
         shown_total = _shown_total(step, total, elapsed, opts.max_minutes)
-        yield FinetuneProgress(step, shown_total, loss.item(), lr, elapsed, val_psnr, val_ssim, best_psnr)
-
+        yield FinetuneProgress(step, shown_total, loss.item(), lr, elapsed, val_psnr, val_ssim, best_psnr, "", estimated, loss_name)
 
     # -- finish: the best weights, a card that says how they were made and how well they do
     elapsed = time.perf_counter() - t0
     if step and (not history or history[-1]["step"] != step):  # weights since the last validation count too
-        last_psnr, _ = evaluate(net, val_batches, device, precision)
+        last_psnr, last_ssim = evaluate(net, val_batches, device, precision)
         if last_psnr > best_psnr:
-            best_state = None
+            best_state, best_psnr = None, last_psnr
+        estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
+        # stopped between validations: this validation is the run's last point (and the run's length is known)
+        yield FinetuneProgress(step, step, float("nan"), lr, elapsed, last_psnr, last_ssim, best_psnr, "final validation",
+                               estimated, loss_name)  # fmt: skip
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
     after_psnr, after_ssim = evaluate(net, val_batches, device, precision)
+    estimated_after = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
+    estimates = {} if estimated_after is None else {"estimated_psnr_before": before_estimate, "estimated_psnr_after": estimated_after}
     net.card = net.card.replace(
         name=opts.name,
         normalization={"method": "percentile", "low": DEFAULT_PERCENTILES[0], "high": DEFAULT_PERCENTILES[1]},
@@ -328,7 +403,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         metrics={
             **({} if scratch else {"earlier_summaries": earlier_summaries(net.card.metrics)}),
             "validation": {"psnr_before": before_psnr, "psnr_after": after_psnr, "ssim_before": before_ssim, "ssim_after": after_ssim,
-                           "crops": len(val_batches)},
+                           "crops": len(val_batches), **estimates},
             "summary": f"val PSNR {before_psnr:.2f} -> {after_psnr:.2f} dB",
         },
     )
