@@ -76,3 +76,18 @@ def noisy_zyx(rng) -> np.ndarray:
 def rgb(rng) -> np.ndarray:
     """A 36 x 40 x 3 uint8 RGB image (YXC)."""
     return rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def without_bioimageio(monkeypatch):
+    """Imports of ``bioimageio.*`` fail, as where the ``[bioimageio]`` extra is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_bioimageio(name, *args, **kwargs):
+        if name.startswith("bioimageio"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bioimageio)

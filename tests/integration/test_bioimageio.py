@@ -4,7 +4,6 @@ restore(), and load_model reads the package back."""
 
 from __future__ import annotations
 
-import builtins
 import os
 import shutil
 import zipfile
@@ -146,15 +145,7 @@ def test_folder_export_and_options(models_dir, tmp_path, offline):
     assert not (tmp_path / "x.zip").exists()
 
 
-def test_missing_extra_names_the_install_command(models_dir, tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_bioimageio(name, *args, **kwargs):
-        if name.startswith("bioimageio"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_bioimageio)
+def test_missing_extra_names_the_install_command(models_dir, tmp_path, without_bioimageio):
     with pytest.raises(InvalidInputError, match=r'pip install "napari-gama-ir\[bioimageio\]"'):
         export_bioimageio("tiny-bio", tmp_path / "x.zip")
     assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,6 @@ Fine-tune panel's trained model become packages in a worker; a missing extra is 
 
 from __future__ import annotations
 
-import builtins
 import zipfile
 
 import pytest
@@ -56,19 +55,11 @@ def test_finetune_panel_exports_the_trained_model(make_napari_viewer, qtbot, tin
     assert load_model(tmp_path / "lab-model.zip").card.model_args == widget._net.card.model_args
 
 
-def test_missing_extra_is_a_notification_naming_it(make_napari_viewer, tiny_model, monkeypatch, errors):
+def test_missing_extra_is_a_notification_naming_it(make_napari_viewer, tiny_model, monkeypatch, errors, without_bioimageio):
     viewer = make_napari_viewer()
     widget = RestoreWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Restore")
     widget._model.value = tiny_model
-    real_import = builtins.__import__
-
-    def no_bioimageio(name, *args, **kwargs):
-        if name.startswith("bioimageio"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_bioimageio)
     monkeypatch.setattr(RestoreWidget, "_ask_export_path", lambda self, name: pytest.fail("no dialog without the extra"))
     widget._export_button.clicked.emit()
     assert len(errors) == 1 and 'pip install "napari-gama-ir[bioimageio]"' in errors[0]

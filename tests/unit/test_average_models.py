@@ -3,29 +3,14 @@ mean of its sources' weights, restores like that mean, and says where its weight
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from napari_gama_ir import build_model, load_model, restore, save_model
-
-def _dev_module(name: str):
-    """A module of the repository's development package ``scripts`` (not installed), imported as a package."""
-    root = Path(__file__).resolve().parents[2] / "scripts"
-    if "scripts" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scripts", root / "__init__.py", submodule_search_locations=[str(root)])
-        sys.modules["scripts"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["scripts"])
-    return importlib.import_module(name)
-
-
-average_models = _dev_module("scripts.training.average_models")
+from scripts.training import average_models
 
 
 def _tiny(seed: int, **kw):

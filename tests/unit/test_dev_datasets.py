@@ -3,26 +3,12 @@ as a GPU machine gets it, holds the same pixels."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("skimage")
-def _dev_module(name: str):
-    """A module of the repository's development package ``scripts`` (not installed), imported as a package."""
-    root = Path(__file__).resolve().parents[2] / "scripts"
-    if "scripts" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("scripts", root / "__init__.py", submodule_search_locations=[str(root)])
-        sys.modules["scripts"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["scripts"])
-    return importlib.import_module(name)
-
-
-datasets = _dev_module("scripts._dev.datasets")
+from scripts._dev import datasets  # noqa: E402 - after the skips above
 
 
 @pytest.mark.parametrize("compressed", [False, True])
