@@ -137,6 +137,8 @@ def test_preview_restores_the_plane_on_screen_into_a_preview_layer(viewer_widget
     widget._preview()  # a second preview replaces the first
     _wait_idle(qtbot, widget)
     assert [lay.name for lay in viewer.layers] == ["noisy", layers.PREVIEW_LAYER]
+    viewer.dims.set_current_step(0, 1)  # another z: the preview of z = 2 goes away
+    assert [lay.name for lay in viewer.layers] == ["noisy"]
 
 
 def _start_long_run(viewer, widget):

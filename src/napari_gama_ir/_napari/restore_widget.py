@@ -78,7 +78,8 @@ class RestoreWidget(JobWidget):
         self._export_button.changed.connect(self._export)
         self._plan.native.setWordWrap(True)
         self._estimate_line.native.setWordWrap(True)
-        self._last_plan = None
+        self._last_plan, self._preview_step = None, None
+        self._viewer.dims.events.current_step.connect(self._alive(self._on_slice_changed))
         for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
                              (self._preview_button, self._preview), (self._run_button, self._run),
                              (self._cancel_button, self._cancel)):  # fmt: skip
@@ -230,6 +231,19 @@ class RestoreWidget(JobWidget):
             self._viewer.layers.remove(layers.PREVIEW_LAYER)
         data, kwargs, kind = layers.result_to_layer_tuple(result, meta, "", name=layers.PREVIEW_LAYER)
         self._viewer.add_layer(Layer.create(data, kwargs, kind))
+        self._preview_step = self._slice()
+
+    def _slice(self) -> tuple:
+        """Where the viewer stands along the axes that are not on screen (z, t, ...)."""
+        shown = set(self._viewer.dims.displayed)
+        return tuple(s for i, s in enumerate(self._viewer.dims.current_step) if i not in shown)
+
+    def _on_slice_changed(self, _event=None) -> None:
+        """A preview shows one plane: moving to another slice removes it rather than show it on the wrong one."""
+        if self._preview_step is not None and self._slice() != self._preview_step:
+            self._preview_step = None
+            if layers.PREVIEW_LAYER in self._viewer.layers:
+                self._viewer.layers.remove(layers.PREVIEW_LAYER)
 
     def _show(self, text: str) -> None:
         self._plan.value = text
