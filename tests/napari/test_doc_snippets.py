@@ -28,3 +28,6 @@ def test_console_snippets_run_on_the_3d_sample(make_napari_viewer):
     assert names[:2] == ["nucleus 3-D clean", "nucleus 3-D noisy"] and len(names) == 7
     assert names[-1] == "nucleus 3-D noisy removed noise (general-gray)"
     assert all(layer.data.shape == (60, 60, 50) for layer in viewer.layers)
+    restored = viewer.layers["nucleus 3-D noisy restored (general-gray)"]  # restore_layer keeps scale and units
+    assert tuple(restored.scale) == tuple(viewer.layers["nucleus 3-D noisy"].scale)
+    assert [str(u) for u in restored.units] == ["micrometer"] * 3

@@ -40,4 +40,5 @@ def test_samples_open_in_napari(make_napari_viewer):
         assert viewer.layers.selection.active is noisy and not viewer.layers[f"{label} clean"].visible
         assert noisy.data.shape == EXPECTED[name][0] and noisy.rgb == name.endswith("rgb")
     viewer.open_sample("napari-gama-ir", "fluorescence-3d")  # a second sample: its own names, no " [1]"
+    assert [str(u) for u in viewer.layers["nucleus 3-D noisy"].units] == ["micrometer"] * 3
     assert [lay.name for lay in viewer.layers] == ["photo clean", "photo noisy", "nucleus 3-D clean", "nucleus 3-D noisy"]

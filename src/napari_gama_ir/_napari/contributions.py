@@ -14,7 +14,8 @@ def _sample(name: str) -> list[tuple]:
     """A shipped sample as napari layers named after it ("nuclei noisy", "nuclei clean"): the clean reference
     (hidden) first, then the noisy image, which napari adds last and so selects (what a filter acts on)."""
     s = load_sample(name)
-    label = sample_info(name)["label"]
+    info = sample_info(name)
+    label = info["label"]
     rgb = s["axes"].endswith("C")
     common = {"scale": s["scale"], "rgb": rgb, "metadata": {"napari_gama_ir_sample": name, "description": s["description"]}}
     if not rgb:
@@ -22,6 +23,8 @@ def _sample(name: str) -> list[tuple]:
         common["contrast_limits"] = (float(s["clean"].min()), float(s["clean"].max()))
     if len(s["axes"]) > 2 and not rgb:
         common["axis_labels"] = tuple(s["axes"].lower())
+    if "unit" in info:  # the physical size of a pixel, kept on results
+        common["units"] = (info["unit"],) * len(s["scale"])
     out = [(s["noisy"], {**common, "name": f"{label} noisy"}, "image")]
     if s["clean"] is not None:
         out.insert(0, (s["clean"], {**common, "name": f"{label} clean", "visible": False}, "image"))
