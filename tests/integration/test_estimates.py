@@ -113,3 +113,20 @@ def test_clipped_data_is_flagged_instead_of_estimated(tiny_model):
     assert not est.reliable and est.clipped_fraction > 0.1
     assert est.describe().startswith("no reliable estimate:")
     assert estimate_quality(_clean(128) + rng.normal(0, 0.05, (128, 128)), tiny_model, device="cpu").reliable
+
+
+@pytest.mark.parametrize(("training", "noise", "fragment"), [
+    ({"kind": "gaussian", "sigma_max": 55}, (0.0, 0.5), "above the 55 of 255"),
+    ({"kind": "gaussian", "sigma_max": 55}, (0.1, 0.0), "Poisson-dominated"),
+    ({"kind": "poisson-gaussian", "sigma_max": 40, "peak_min": 1, "peak_max": 300}, (1e-4, 0.0), "photons at its brightest"),
+    ({"kind": "poisson-gaussian", "sigma_max": 40, "peak_min": 1, "peak_max": 300}, (0.02, 0.01), ""),
+    ({}, (0.0, 0.5), ""),
+])  # fmt: skip
+def test_noise_outside_the_models_training_is_named(tiny_model, training, noise, fragment):
+    from napari_gama_ir.estimate.quality import outside_training
+
+    card = tiny_model.card.replace(training={"noise": training} if training else {})
+    gain, sigma = noise
+    est = NoiseEstimate(gain=gain, sigma=sigma, levels=np.array([0.5]), variances=np.array([gain * 0.5 + sigma**2]))
+    said = outside_training(est, card, data_range=1.0)
+    assert (fragment in said) if fragment else said == ""

@@ -48,6 +48,8 @@ class QualityEstimate:
     "The data's robust range (the model card's percentiles, e.g. 0.5 to 99.9): the default PSNR range."
     clipped_fraction: float = 0.0
     "Fraction of sampled pixels at a clipped level (the data's minimum or maximum, where many pixels sit)."
+    outside_training: str = ""
+    "How the data's noise lies outside what the model was trained on (from its card); empty when inside."
 
     @property
     def reliable(self) -> bool:
@@ -69,8 +71,11 @@ class QualityEstimate:
         if not self.reliable:
             return (f"no reliable estimate: {100 * self.clipped_fraction:.0f} % of the pixels are clipped (at the data's "
                     f"lowest or highest value), where the noise model does not hold ({self.model_name})")  # fmt: skip
-        return (f"estimated PSNR {self.psnr_noisy(data_range):.1f} dB noisy -> {self.psnr(data_range):.1f} dB "
+        line = (f"estimated PSNR {self.psnr_noisy(data_range):.1f} dB noisy -> {self.psnr(data_range):.1f} dB "
                 f"restored ({self.model_name}; {self.noise.describe(data_range)})")  # fmt: skip
+        if self.outside_training:
+            line += f". {self.outside_training}: fine-tune it on your data (the Fine-tune panel, gama-ir train)"
+        return line
 
 
 def _psnr(mse: float, data_range: float) -> float:
@@ -141,7 +146,33 @@ def estimate_quality(
     data_range = float(np.mean(plan.normalizer.high - plan.normalizer.low))
     return QualityEstimate(mse=max(mse, 0.0), noisy_mse=float(variance.mean()), noise=noise,
                            model_name=plan.model_name, pixels=int(y.size), data_range=data_range,
-                           clipped_fraction=_clipped_fraction(y))  # fmt: skip
+                           clipped_fraction=_clipped_fraction(y),
+                           outside_training=outside_training(noise, plan.model.card, data_range))  # fmt: skip
+
+
+def outside_training(noise: NoiseEstimate, card, data_range: float) -> str:
+    """Why ``noise`` lies outside the noise the model's card says it was trained on ("" when it does not).
+
+    Cards give Gaussian noise as sigma of 255 of the normalised range and Poisson noise as photons at the
+    99.9th percentile (``training.noise``: kind, sigma_min/max, peak_min/max); a model without that record
+    is never flagged.
+    """
+    trained = (card.training or {}).get("noise") or {}
+    kind = trained.get("kind")
+    if not kind or data_range <= 0:
+        return ""
+    sigma = 255 * noise.sigma / data_range
+    if kind == "gaussian" and noise.kind == "poisson-gaussian":
+        return f"the noise is Poisson-dominated, and {card.name} was trained on Gaussian noise only"
+    if "sigma_max" in trained and sigma > 1.2 * float(trained["sigma_max"]):
+        return f"the noise (sigma {sigma:.0f} of 255) is above the {trained['sigma_max']} of 255 {card.name} was trained on"
+    if kind in ("poisson-gaussian", "mixed") and noise.kind == "poisson-gaussian" and noise.gain > 0:
+        photons = data_range / noise.gain
+        low, high = float(trained.get("peak_min", 0)), float(trained.get("peak_max", float("inf")))
+        if photons < low / 1.2 or photons > 1.2 * high:
+            return (f"the data has about {photons:.3g} photons at its brightest, outside the {low:g}-{high:g} "
+                    f"{card.name} was trained on")  # fmt: skip
+    return ""
 
 
 def _clipped_fraction(y: np.ndarray) -> float:
