@@ -218,11 +218,12 @@ def test_iter_restore_close_removes_partial_output(tiny_model, noisy_zyx, tmp_pa
 def test_error_during_restore_leaves_no_file(tiny_model, noisy_zyx, tmp_path, monkeypatch):
     calls = []
 
-    def failing(net, batch, settings):
+    def failing(net, batch, settings):  # a generator, as engine._predict is
         calls.append(1)
         if len(calls) > 1:
             raise RuntimeError("disk on fire")
         return batch
+        yield
 
     monkeypatch.setattr(engine, "_predict", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -344,7 +345,11 @@ def test_float_model_output_through_restore_is_the_inverse_normalised_prediction
     from napari_gama_ir.io.normalize import Normalizer
 
     net = build_model("tiny")
-    monkeypatch.setattr(engine, "_predict", lambda net, batch, settings: 2 * batch)
+    def doubled(net, batch, settings):  # a generator, as engine._predict is
+        return 2 * batch
+        yield
+
+    monkeypatch.setattr(engine, "_predict", doubled)
     data = noisy_2d.astype(np.float32)
     out = restore(data, net, tile=24, overlap=8, batch_size=3)
     low = Normalizer.from_stack(data[None, None]).low[0]
