@@ -79,7 +79,8 @@ class RestoreWidget(JobWidget):
         self._plan.native.setWordWrap(True)
         self._estimate_line.native.setWordWrap(True)
         self._last_plan, self._preview_step = None, None
-        self._viewer.dims.events.current_step.connect(self._alive(self._on_slice_changed))
+        self._follow_slice = self._alive(self._on_slice_changed)
+        self._viewer.dims.events.current_step.connect(self._follow_slice)
         for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
                              (self._preview_button, self._preview), (self._run_button, self._run),
                              (self._cancel_button, self._cancel)):  # fmt: skip
@@ -232,6 +233,11 @@ class RestoreWidget(JobWidget):
         data, kwargs, kind = layers.result_to_layer_tuple(result, meta, "", name=layers.PREVIEW_LAYER)
         self._viewer.add_layer(Layer.create(data, kwargs, kind))
         self._preview_step = self._slice()
+
+    def _shutdown(self) -> None:
+        if not self._closed:
+            self._viewer.dims.events.current_step.disconnect(self._follow_slice)
+        super()._shutdown()
 
     def _slice(self) -> tuple:
         """Where the viewer stands along the axes that are not on screen (z, t, ...)."""
