@@ -90,13 +90,14 @@ class RestorePlan:
         else:
             overlap = f"{self.overlap[0]}" if self.overlap[0] == self.overlap[1] else f"{self.overlap[0]} x {self.overlap[1]}"
             tiling, unit = f"{self.tiles_per_image} tiles of {self.tile[0]} x {self.tile[1]} px per plane, overlapping by {overlap} px", "tile"
+        on_device = f"on {_DEVICE_WORDS.get(self.device.split(':')[0], self.device)} in {_PRECISION_WORDS[self.precision]}"
         if not self.distributed:
-            where = f"on {_DEVICE_WORDS.get(self.device.split(':')[0], self.device)} in {_PRECISION_WORDS[self.precision]}"
+            where = on_device
         elif self.worker_picks_device:
             precision = "the precision it picks" if self.options.precision == AUTO else _PRECISION_WORDS[self.precision]
             where = f"on a dask cluster, each worker on the device it picks, in {precision}"
         else:
-            where = f"on a dask cluster, on {_DEVICE_WORDS.get(self.device.split(':')[0], self.device)} in {_PRECISION_WORDS[self.precision]}"
+            where = f"on a dask cluster, {on_device}"
         means = "means over the whole plane" if self.mean_mode == "global" else f"means over {self.local_size} px boxes"
         ensemble = "; each tile 8 times, flipped and turned (self-ensemble)" if self.self_ensemble else ""
         result = {"numpy": "array", "dask": "lazy dask array", "zarr": "zarr", "tiff": "TIFF", "png": "PNG"}[self.output]

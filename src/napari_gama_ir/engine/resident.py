@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError, RestoreError
-from ..io.normalize import NORMALIZED_LIMIT, Normalizer, _wide, cast_to, largest_float_below
+from ..io.normalize import NORMALIZED_LIMIT, Normalizer, cast_to, exceeds_float32, largest_float_below
 
 # numpy dtypes torch holds as they are; unsigned 16/32-bit travel as the signed type of the same bits
 _NATIVE = {np.dtype(t): getattr(torch, n) for t, n in [
@@ -49,7 +49,7 @@ def upload(raw: np.ndarray, device: torch.device) -> torch.Tensor:
     raw = np.ascontiguousarray(raw)
     if not raw.dtype.isnative:  # big-endian files: torch holds native byte order only
         raw = raw.astype(raw.dtype.newbyteorder("="))
-    wide = _wide(raw.dtype) and has_float64(device)
+    wide = exceeds_float32(raw.dtype) and has_float64(device)
     if raw.dtype in _UNSIGNED_AS_SIGNED:
         signed, _, as_int, mask = _UNSIGNED_AS_SIGNED[raw.dtype]
         widened = _to(raw.view(signed), device).to(as_int) & mask

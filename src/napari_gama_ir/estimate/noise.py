@@ -87,23 +87,31 @@ def estimate_noise(data, axes: str | None = None) -> NoiseEstimate:
     if len(shape) < 2 or min(shape[-2:]) < 2:
         raise InvalidInputError(f"data of shape {shape} is too small to estimate noise; need at least 2 x 2 pixels")
     layout = CanonicalLayout(normalize_axes(axes or src.axes or default_axes(shape), shape), shape)
-    canonical = layout.to_canonical(src.array)
-    picks = np.unique(np.linspace(0, layout.planes - 1, min(layout.planes, MAX_PLANES)).round().astype(int))
-    keys, levels, details = [], [], []
+    return noise_of_sample(central_planes(layout.to_canonical(src.array), MAX_PLANES, MAX_SIDE))
+
+
+def central_planes(canonical, planes: int, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` crop of up to ``planes`` evenly spaced planes of a (planes, C, Y, X)
+    numpy, dask or zarr-backed array, read as float64 (n, C, Y', X'): only the crops are read."""
+    n, _, h, w = canonical.shape
+    picks = np.unique(np.linspace(0, n - 1, min(n, planes)).round().astype(int))
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crops = []
     for p in picks:
-        plane = np.asarray(canonical[int(p)], dtype=np.float64)  # (C, Y, X)
-        if not np.isfinite(plane).all():
-            raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num)")
-        for channel in _central_crop(plane):
-            for found, kept in zip((keys, levels, details), _haar_blocks(channel)):
-                found.append(kept)
+        crop = canonical[int(p)][:, top : top + side, left : left + side]
+        crops.append(np.asarray(crop.compute() if hasattr(crop, "compute") else crop, dtype=np.float64))
+    return np.stack(crops)
+
+
+def noise_of_sample(sample: np.ndarray) -> NoiseEstimate:
+    """:func:`estimate_noise` of planes already read, (n, C, Y, X) float (e.g. from :func:`central_planes`)."""
+    if not np.isfinite(sample).all():
+        raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num)")
+    keys, levels, details = [], [], []
+    for channel in sample.reshape(-1, *sample.shape[-2:]):
+        for found, kept in zip((keys, levels, details), _haar_blocks(channel)):
+            found.append(kept)
     return _fit(*(np.concatenate(found) for found in (keys, levels, details)))
-
-
-def _central_crop(plane: np.ndarray) -> np.ndarray:
-    _, h, w = plane.shape
-    top, left = max(0, (h - MAX_SIDE) // 2), max(0, (w - MAX_SIDE) // 2)
-    return plane[:, top : top + MAX_SIDE, left : left + MAX_SIDE]
 
 
 def _haar_blocks(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,9 +23,7 @@ from ..engine.options import AUTO
 from ..engine.plan import plan_restore
 from ..engine.restore import restore
 from ..errors import InvalidInputError
-from ..io.axes import CanonicalLayout, default_axes, normalize_axes
-from ..io.files import open_input
-from .noise import NoiseEstimate, estimate_noise
+from .noise import MAX_PLANES, MAX_SIDE, NoiseEstimate, central_planes, noise_of_sample
 
 STEP = 0.01  # the perturbation, as a fraction of the noise's typical standard deviation
 CLIPPED_WARNING = 0.01  # above this fraction of clipped pixels the estimate is flagged as unreliable
@@ -126,8 +124,9 @@ def estimate_quality(
     if noise is not None and not isinstance(noise, NoiseEstimate):
         raise InvalidInputError(f"noise must be a NoiseEstimate (from estimate_noise) or None, got {type(noise).__name__}")
     plan = plan_restore(noisy, model, axes=axes, device=device, precision="fp32")
-    noise = noise or estimate_noise(noisy, axes=plan.axes)
-    y = _sample(noisy, plan.axes, region, planes)
+    canonical = plan.layout.to_canonical(plan.source.array)  # the input the plan opened, read once more in crops
+    noise = noise or noise_of_sample(central_planes(canonical, MAX_PLANES, MAX_SIDE))
+    y = central_planes(canonical, planes, region)
     # gain * y + sigma^2 unclipped: its mean is unbiased where the signal is near 0 (clipping y at 0 is not)
     variance = noise.gain * y + noise.sigma**2
     if not variance.mean() > 0:
@@ -183,16 +182,3 @@ def _clipped_fraction(y: np.ndarray) -> float:
         if count > 1e-3 * y.size:
             clipped += count
     return clipped / y.size
-
-
-def _sample(data, axes: str, region: int, planes: int) -> np.ndarray:
-    """(planes, C, region, region) float64: evenly spaced planes, centrally cropped."""
-    src = open_input(data)
-    shape = tuple(int(s) for s in src.array.shape)
-    layout = CanonicalLayout(normalize_axes(axes or default_axes(shape), shape), shape)
-    canonical = layout.to_canonical(src.array)
-    picks = np.unique(np.linspace(0, layout.planes - 1, min(layout.planes, planes)).round().astype(int))
-    h, w = layout.yx
-    top, left = max(0, (h - region) // 2), max(0, (w - region) // 2)
-    crops = [np.asarray(canonical[int(p), :, top : top + region, left : left + region], dtype=np.float64) for p in picks]
-    return np.stack(crops)

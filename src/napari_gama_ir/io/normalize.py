@@ -37,7 +37,7 @@ _FLOAT32_SAFE = (1e-30, 1e30)
 "Bounds and range inside this stay float32 arithmetic; outside, float32 would underflow or overflow."
 
 
-def _wide(dtype) -> bool:
+def exceeds_float32(dtype) -> bool:
     """True for dtypes float32 cannot hold exactly: float64 (and longer) and integers of 32 bits and more."""
     dtype = np.dtype(dtype)
     return dtype.itemsize >= 4 if dtype.kind in "ui" else dtype.kind == "f" and dtype.itemsize > 4
@@ -67,7 +67,7 @@ class Normalizer:
         per_channel = sample.transpose(1, 0, 2, 3).reshape(c, -1)
         low, high = np.percentile(per_channel, [low_pct, high_pct], axis=1)
         kind = np.dtype(stack.dtype).kind
-        rtol = FLAT_RTOL_WIDE if _wide(stack.dtype) else FLAT_RTOL
+        rtol = FLAT_RTOL_WIDE if exceeds_float32(stack.dtype) else FLAT_RTOL
         return cls.from_bounds(low, high, rtol=rtol, unit=1.0 if kind in "uib" else 0.0)
 
     @classmethod
@@ -101,7 +101,7 @@ class Normalizer:
 
     def work_dtype(self, dtype) -> np.dtype:
         """float32, or float64 where float32 arithmetic on ``dtype`` values (in or out) would not be exact."""
-        return np.dtype(np.float64 if _wide(dtype) or not self.float32_safe() else np.float32)
+        return np.dtype(np.float64 if exceeds_float32(dtype) or not self.float32_safe() else np.float32)
 
     def forward(self, x: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         """Scale raw values to about [0, 1] (float32), clipped to ``±NORMALIZED_LIMIT``."""

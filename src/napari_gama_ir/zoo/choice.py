@@ -36,15 +36,11 @@ GENERAL_NOISE = 0.6  # sigma / range above which general-gray is chosen whatever
 
 def sample_planes(canonical, planes: int = SAMPLE_PLANES, side: int = SAMPLE_SIDE) -> np.ndarray:
     """The central ``side`` x ``side`` crop of up to ``planes`` evenly spaced planes of a (planes, C, Y, X)
-    numpy or dask array, as float64 (n, Y, X) with the channels as further planes."""
-    n, c, h, w = canonical.shape
-    picks = np.unique(np.linspace(0, n - 1, min(n, planes)).round().astype(int))
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    crops = []
-    for p in picks:
-        crop = canonical[int(p)][:, top : top + side, left : left + side]
-        crops.append(np.asarray(crop.compute() if hasattr(crop, "compute") else crop, dtype=np.float64))
-    return np.concatenate(crops).reshape(-1, min(h, side), min(w, side))
+    array, as float64 (n, Y, X) with the channels as further planes."""
+    from ..estimate.noise import central_planes
+
+    sample = central_planes(canonical, planes, side)
+    return sample.reshape(-1, *sample.shape[-2:])
 
 
 def data_features(sample, noise=None) -> dict[str, float]:
