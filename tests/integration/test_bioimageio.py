@@ -68,12 +68,12 @@ def test_zip_layout_and_rdf(package):
     assert [a["type"] for a in inp["axes"]] == ["batch", "channel", "space", "space"]
     assert inp["axes"][2]["size"] == {"min": 36, "step": 4}  # tiny: 2 levels -> step 4; min: first above 2 * halo
     assert out["axes"][2]["halo"] == 16
-    assert [p["id"] for p in inp["preprocessing"]] == ["ensure_dtype", "scale_range", "clip"]
-    assert inp["preprocessing"][1]["kwargs"]["min_percentile"] == 0.5
-    assert inp["preprocessing"][1]["kwargs"]["max_percentile"] == 99.9
+    # the card's normalisation runs inside the network, so the output is in the input's units
+    assert [p["id"] for p in inp["preprocessing"]] == [p["id"] for p in out["postprocessing"]] == ["ensure_dtype"]
     assert set(rdf["weights"]) == set(FORMATS)
     arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
-    assert arch["callable"] == "GAMAIR" and arch["source"] == "gama_ir.py"
+    assert arch["callable"] == "RawIntensityGAMAIR" and arch["source"] == "gama_ir.py"
+    assert (arch["kwargs"]["low_percentile"], arch["kwargs"]["high_percentile"]) == (0.5, 99.9)
     src = zipfile.ZipFile(package).read("gama_ir.py").decode()
     assert "napari_gama_ir" not in src.split('"""', 2)[2].split("class ")[0]  # imports torch only
     assert any("2404.00807" in c.get("doi", "") for c in rdf["cite"])
@@ -93,17 +93,30 @@ def test_bioimageio_core_model_test_passes_offline(package, offline):
 
 def test_weight_formats_agree_with_each_other_and_restore(package):
     test_in = np.load(zipfile.ZipFile(package).open("test_input.npy"))
-    x = bio.preprocess(test_in, 0.5, 99.9)
-    outs = {fmt: bio.run_weights(package, fmt, x) for fmt in FORMATS}
-    # restore() on the raw test image, mapped to the package's normalised units with the same percentiles
-    lo, hi = np.percentile(test_in[0, 0], [0.5, 99.9])
-    restored = (restore(test_in[0, 0], model="tiny-bio", device="cpu", precision="fp32") - lo) / (hi - lo + bio.EPS)
-    outs["restore"] = restored[None, None]
+    outs = {fmt: bio.run_weights(package, fmt, test_in) for fmt in FORMATS}
+    # the package's output is in the input's units, as restore()'s is
+    outs["restore"] = restore(test_in[0, 0], model="tiny-bio", device="cpu", precision="fp32")[None, None]
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert bio.psnr(outs[a], outs[b]) >= 50, (a, b, bio.psnr(outs[a], outs[b]))
-    assert np.allclose(outs["pytorch_state_dict"], np.load(zipfile.ZipFile(package).open("test_output.npy")), atol=1e-5)
+    assert np.allclose(outs["pytorch_state_dict"], np.load(zipfile.ZipFile(package).open("test_output.npy")), atol=1e-3)
+    # any other intensity scale: the output follows it
+    scaled = {fmt: bio.run_weights(package, fmt, test_in * 250.0 + 7.0) for fmt in FORMATS}
+    for fmt in FORMATS:
+        assert bio.psnr(scaled[fmt], outs[fmt] * 250.0 + 7.0) >= 50, fmt
+
+
+def test_percentile_bounds_match_numpy():
+    import torch
+
+    from napari_gama_ir.model.gama_ir import percentile_bounds
+
+    x = np.random.default_rng(3).gamma(2.0, 50.0, (2, 3, 37, 53)).astype(np.float32)
+    low, high = percentile_bounds(torch.from_numpy(x), 0.5, 99.9)
+    expected = np.percentile(x, [0.5, 99.9], axis=(2, 3))
+    assert np.allclose(low.numpy()[..., 0, 0], expected[0], rtol=1e-5)
+    assert np.allclose(high.numpy()[..., 0, 0], expected[1], rtol=1e-5)
 
 
 def test_load_model_round_trips(package, tmp_path):

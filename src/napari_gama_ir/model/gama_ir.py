@@ -451,3 +451,45 @@ class GAMAIR(nn.Module):
         # reflect needs pad < size; fall back to replicate for tiny images
         mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
         return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def percentile_bounds(x: torch.Tensor, low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``low`` and ``high`` percentiles (0-100) of each image and channel of a B x C x H x W tensor, as
+    B x C x 1 x 1 tensors, with numpy's default (linear) interpolation. Computed by sorting, so that traced
+    TorchScript and ONNX graphs keep H and W free (``torch.quantile`` has a size limit and no ONNX export)."""
+    flat = x.flatten(2)
+    ordered = flat.sort(dim=-1).values
+    last = torch.ones_like(flat[:1, :1]).sum(-1, keepdim=True) - 1  # H * W - 1, as a tensor while tracing
+    bounds = []
+    for q in (low, high):
+        pos = last * (q / 100.0)
+        below = pos.floor()
+        frac = pos - below
+        i0 = below.long().expand(flat.shape[0], flat.shape[1], 1)
+        i1 = torch.minimum(i0 + 1, last.long().expand_as(i0))
+        bounds.append((ordered.gather(-1, i0) * (1 - frac) + ordered.gather(-1, i1) * frac).unsqueeze(-1))
+    return bounds[0], bounds[1]
+
+
+class RawIntensityGAMAIR(GAMAIR):
+    """:class:`GAMAIR` on raw intensities: the network of a BioImage.IO package, run outside this plugin.
+
+    Each image and channel of the B x C x H x W float input is mapped to about [0, 1] by its own
+    ``low_percentile`` and ``high_percentile`` (clipped to ``+-clip``), restored, and mapped back to the
+    input's units: what ``restore`` does around the network with its ``Normalizer``, so the output is
+    B x C x H x W in the input's intensity scale. A tiled run normalises each tile by its own percentiles.
+    Same parameters and state-dict keys as :class:`GAMAIR`; needs ``in_channels == out_channels``.
+    """
+
+    def __init__(self, *args, low_percentile: float = 0.5, high_percentile: float = 99.9, clip: float = 1000.0,
+                 eps: float = 1e-6, **kwargs):  # fmt: skip
+        super().__init__(*args, **kwargs)
+        if self.in_channels != self.out_channels:
+            raise ValueError("RawIntensityGAMAIR needs as many output channels as input channels")
+        self.low_percentile, self.high_percentile, self.clip, self.eps = low_percentile, high_percentile, clip, eps
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        low, high = percentile_bounds(inp, self.low_percentile, self.high_percentile)
+        scale = high - low + self.eps
+        restored = super().forward(((inp - low) / scale).clamp(-self.clip, self.clip))
+        return low + scale * restored

@@ -8,19 +8,16 @@ What the package says (``rdf.yaml``):
 - input ``input``: axes batch, channel, y, x; y and x of any size ``min + n * step``, with ``step`` the
   network's multiple (``2 ** levels``, 16 for the shipped models) and ``min`` the smallest such size above
   twice the halo.
-- preprocessing: ``ensure_dtype`` float32, ``scale_range`` with the card's percentiles (0.5 and 99.9) over
-  y and x of each sample and channel, ``clip`` to +-1000. This is the card's normalisation (restore's
-  ``Normalizer``) for one 2-D image, up to ``eps`` = 1e-6 in the denominator.
+- preprocessing and postprocessing: ``ensure_dtype`` float32 only. The network itself
+  (:class:`~napari_gama_ir.model.gama_ir.RawIntensityGAMAIR`) maps each image and channel to about [0, 1]
+  by its 0.5 and 99.9 percentiles (the card's), clips to +-1000, restores, and maps back, so the output is
+  in the input's intensity scale: restore()'s output, for an image run whole. Spec 0.5 has no
+  postprocessing that multiplies by the input's percentiles (``scale_range`` with ``reference_tensor``
+  divides by them), hence the normalisation inside the network. A tool that tiles an image (ilastik,
+  deepImageJ, bioimageio.core with a block size) normalises each tile by its own percentiles.
 - output ``output``: same axes and size as the input, with a halo of ``AUTO_OVERLAP / 2`` px per side, so
   tiles overlap by ``AUTO_OVERLAP`` px as in ``restore``.
-- postprocessing: ``ensure_dtype`` float32 only. The output stays in the normalised units (0 and 1 at the
-  input's percentiles), as in CARE's packages. Restore maps back with ``low + (high - low) * y``; no spec
-  0.5 operation multiplies by a reference tensor's percentiles (``scale_range`` with ``reference_tensor``
-  divides by them), and ``scale_mean_variance`` (mean and std matched to the input: right mean, contrast off
-  by std(noisy) / std(denoised)) does not run in bioimageio.core 0.11, which computes every per-sample
-  statistic from the inputs before prediction (``KeyError: 'output'``). The package's output equals
-  restore()'s output normalised with the input's percentiles.
-- weights: ``pytorch_state_dict`` (architecture ``gama_ir.py:GAMAIR`` with the card's arguments),
+- weights: ``pytorch_state_dict`` (architecture ``gama_ir.py:RawIntensityGAMAIR`` with the card's arguments),
   ``torchscript`` and ``onnx`` (traced in :func:`~napari_gama_ir.model.gama_ir.export_mode`, any size).
 - test tensors from a shipped sample, a before/after cover, documentation from the card, citations, licence,
   and the card itself under ``config.napari_gama_ir`` (what :func:`load_package` reads back).
@@ -59,8 +56,8 @@ WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
 FORMAT_VERSION = "0.5.4"
 "The model spec version written; bioimageio.spec 0.5.x reads it (and converts to its own latest 0.5)."
 ONNX_OPSET = 17
-CLIP_LIMIT = 1000.0  # io.normalize.NORMALIZED_LIMIT
 EPS = 1e-6
+ARCHITECTURE = "RawIntensityGAMAIR"  # model/gama_ir.py: GAMAIR with the card's normalisation inside
 CONFIG_KEY = "napari_gama_ir"
 ARCHITECTURE_FILE = "gama_ir.py"
 GAMA_IR_CITE = {
@@ -177,14 +174,14 @@ def iter_export_bioimageio(model, path, **kwargs) -> Iterator[ExportProgress]:
     steps = ["loading the model", "test tensors and cover", *opts["weights"], "validating", "writing the package"]
     total = len(steps)
     yield ExportProgress(0, total, steps[0])
-    net = _as_network(model)
+    net = raw_intensity_network(_as_network(model))
     card = net.card
     with tempfile.TemporaryDirectory(prefix=".gama-ir-export-", dir=_staging_parent(target)) as tmp:
         stage = Path(tmp) / "package"
         stage.mkdir()
         yield ExportProgress(1, total, steps[1])
         image = _test_image(card, opts["sample"])
-        test_in, test_out, normalized, net_out = _test_tensors(net, card, image)
+        test_in, test_out = _test_tensors(net, card, image)
         np.save(stage / "test_input.npy", test_in)
         np.save(stage / "test_output.npy", test_out)
         _write_cover(stage / "cover.png", test_in[0], test_out[0])
@@ -192,7 +189,7 @@ def iter_export_bioimageio(model, path, **kwargs) -> Iterator[ExportProgress]:
         done = 2
         for fmt in opts["weights"]:
             yield ExportProgress(done, total, f"writing {fmt} weights")
-            _write_weights(fmt, net, stage / PACKAGE_FILES[fmt], normalized, net_out)
+            _write_weights(fmt, net, stage / PACKAGE_FILES[fmt], test_in)
             done += 1
         yield ExportProgress(done, total, steps[-2])
         rdf = _rdf(card, opts, stage, test_in.shape[1], test_out.shape[1])
@@ -277,6 +274,28 @@ def _as_network(model) -> nn.Module:
     return load_model(model, device="cpu")
 
 
+def raw_intensity_network(net: nn.Module) -> nn.Module:
+    """The package's network (CPU, eval, with ``net``'s card): ``net``'s weights in a
+    :class:`~napari_gama_ir.model.gama_ir.RawIntensityGAMAIR` with the card's percentiles; it takes and gives
+    B x C x Y x X float32 in the image's own intensity units."""
+    from ..io.normalize import NORMALIZED_LIMIT
+    from ..model.gama_ir import RawIntensityGAMAIR
+
+    card = net.card
+    if card.in_channels != card.out_channels:
+        raise InvalidInputError(
+            f"model {card.name!r} takes {card.in_channels} input channels and gives {card.out_channels}: a package "
+            "can only be written for a model that restores each channel of one 2-D image (context models are not exported)"
+        )
+    low, high = _percentiles(card)
+    raw = RawIntensityGAMAIR(**_architecture_kwargs(card), low_percentile=low, high_percentile=high,
+                             clip=NORMALIZED_LIMIT, eps=EPS)  # fmt: skip
+    raw.load_state_dict({k: v.to("cpu", torch.float32) for k, v in net.state_dict().items()})
+    raw.eval()
+    raw.card = card
+    return raw
+
+
 def _staging_parent(target: Path) -> Path:
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -350,23 +369,14 @@ def _percentiles(card) -> tuple[float, float]:
     return float(norm.get("low", DEFAULT_PERCENTILES[0])), float(norm.get("high", DEFAULT_PERCENTILES[1]))
 
 
-def preprocess(x: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
-    """The package's preprocessing on a B x C x Y x X array (float32): ``scale_range`` per sample and channel
-    over y and x, then ``clip`` to +-CLIP_LIMIT, as bioimageio.core computes it."""
-    x = np.asarray(x, dtype=np.float32)
-    lo, hi = np.percentile(x, [low_pct, high_pct], axis=(2, 3), keepdims=True)
-    return np.clip((x - lo) / (hi - lo + EPS), -CLIP_LIMIT, CLIP_LIMIT).astype(np.float32)
-
-
 def _test_tensors(net, card, image: np.ndarray):
-    """(test input, test output, normalised input, network output), all 1 x C x Y x X float32."""
+    """(test input, test output), both 1 x C x Y x X float32 in the image's intensity units."""
     test_in = image[None]
-    normalized = preprocess(test_in, *_percentiles(card))
     with torch.inference_mode():
-        net_out = net(torch.from_numpy(normalized)).float().numpy()
-    if not np.isfinite(net_out).all():
+        test_out = net(torch.from_numpy(test_in)).float().numpy()
+    if not np.isfinite(test_out).all():
         raise ModelFileError(f"model {card.name!r}: its output on the test image is not finite; it is not exported")
-    return test_in, net_out, normalized, net_out
+    return test_in, test_out
 
 
 def _write_cover(path: Path, before: np.ndarray, after: np.ndarray) -> None:
@@ -385,10 +395,10 @@ def _write_cover(path: Path, before: np.ndarray, after: np.ndarray) -> None:
     Image.fromarray(pair).save(path)
 
 
-def _write_weights(fmt: str, net: nn.Module, path: Path, normalized: np.ndarray, net_out: np.ndarray) -> None:
+def _write_weights(fmt: str, net: nn.Module, path: Path, test_in: np.ndarray) -> None:
     from ..model.gama_ir import export_mode
 
-    x = torch.from_numpy(normalized)
+    x = torch.from_numpy(test_in)
     if fmt == "pytorch_state_dict":
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
         torch.save(state, path)
@@ -413,6 +423,7 @@ def _pytorch_version() -> str:
 
 
 def _architecture_kwargs(card) -> dict:
+    """GAMAIR's arguments for ``card``'s network, with restore's mean mode for it."""
     kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in card.model_args.items()}
     inference = getattr(card, "inference", {}) or {}
     if "mean_mode" in inference:  # restore's default for this model
@@ -438,6 +449,7 @@ def _is_shipped(card) -> bool:
 
 def _rdf(card, opts: dict, stage: Path, c_in: int, c_out: int) -> dict:
     from .. import __version__
+    from ..io.normalize import NORMALIZED_LIMIT
 
     step, halo, min_size = _step(card), _halo(), _min_size(card)
     low, high = _percentiles(card)
@@ -457,8 +469,9 @@ def _rdf(card, opts: dict, stage: Path, c_in: int, c_out: int) -> dict:
         entry: dict[str, Any] = {"source": PACKAGE_FILES[fmt], "sha256": _sha256(stage / PACKAGE_FILES[fmt])}
         if fmt == "pytorch_state_dict":
             entry["architecture"] = {
-                "source": ARCHITECTURE_FILE, "sha256": _sha256(stage / ARCHITECTURE_FILE), "callable": "GAMAIR",
-                "kwargs": _architecture_kwargs(card),
+                "source": ARCHITECTURE_FILE, "sha256": _sha256(stage / ARCHITECTURE_FILE), "callable": ARCHITECTURE,
+                "kwargs": {**_architecture_kwargs(card), "low_percentile": low, "high_percentile": high,
+                           "clip": NORMALIZED_LIMIT, "eps": EPS},
             }  # fmt: skip
             entry["pytorch_version"] = _pytorch_version()
         else:
@@ -487,15 +500,11 @@ def _rdf(card, opts: dict, stage: Path, c_in: int, c_out: int) -> dict:
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": names}, *space_in],
             "test_tensor": {"source": "test_input.npy", "sha256": _sha256(stage / "test_input.npy")},
             "data": {"type": "float32"},
-            "preprocessing": [
-                {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
-                {"id": "scale_range", "kwargs": {"axes": ["y", "x"], "min_percentile": low, "max_percentile": high, "eps": EPS}},
-                {"id": "clip", "kwargs": {"min": -CLIP_LIMIT, "max": CLIP_LIMIT}},
-            ],
+            "preprocessing": [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}],
         }],  # fmt: skip
         "outputs": [{
             "id": "output",
-            "description": f"restored image in the normalised units: 0 and 1 at the input's {low} and {high} percentiles",
+            "description": "restored image, in the input's intensity units",
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": out_names}, *space_out],
             "test_tensor": {"source": "test_output.npy", "sha256": _sha256(stage / "test_output.npy")},
             "data": {"type": "float32"},
@@ -541,14 +550,11 @@ def _documentation(card, opts: dict) -> str:
         f"- input: batch, channel, y, x; y and x of at least {_min_size(card)} px in steps of {_step(card)} px "
         f"(the network halves the image {len(card.model_args.get('enc_blocks', (2, 2, 2, 2)))} times); tile with a "
         f"halo of {_halo()} px per side.",
-        f"- preprocessing: `scale_range` with the {low} and {high} percentiles of each image and channel "
-        f"(this is the normalisation the model was trained with), then `clip` to +-{CLIP_LIMIT:g}.",
+        f"- preprocessing and postprocessing: none (a cast to float32). The network maps each image and channel to "
+        f"about [0, 1] by its {low} and {high} percentiles (the normalisation the model was trained with), "
+        f"restores it, and maps the result back, so the output is in the input's intensity units. A tool that "
+        f"tiles the image normalises each tile by its own percentiles.",
     ]
-    lines.append(
-        "- postprocessing: none; the output is in the normalised units (0 and 1 at the input's percentiles). "
-        "napari-gama-ir maps back with the input's percentiles, low + (high - low) * output; no spec 0.5 "
-        "operation can express that, so multiply by (high - low) and add low yourself to get the input's scale."
-    )
     lines += [
         "- weights: pytorch_state_dict (architecture in `gama_ir.py`, needs only torch), torchscript and onnx.", "",
         "## Use", "",
@@ -691,11 +697,11 @@ def load_package(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     callable_name = arch.get("callable") if isinstance(arch, dict) else None
     source = arch.get("source") if isinstance(arch, dict) else None
     config = (rdf.get("config") or {}).get(CONFIG_KEY) if isinstance(rdf.get("config"), dict) else None
-    if callable_name != "GAMAIR" or not isinstance(config, dict) or "card" not in config:
+    if callable_name not in ("GAMAIR", ARCHITECTURE) or not isinstance(config, dict) or "card" not in config:
         what = f"{callable_name} from {source}" if callable_name else f"weights {sorted(weights) if isinstance(weights, dict) else '?'}"
         raise ModelFileError(
             f"{path}: a BioImage.IO package of another architecture ({what}, {rdf.get('name')!r}); napari-gama-ir "
-            "loads GAMA-IR packages exported by napari-gama-ir (architecture GAMAIR); run this one with bioimageio.core, "
+            "loads GAMA-IR packages exported by napari-gama-ir (architecture RawIntensityGAMAIR); run this one with bioimageio.core, "
             "deepImageJ or ilastik"
         )
     card_data = dict(config["card"])
@@ -728,9 +734,10 @@ def load_package(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 
 def run_weights(package: str | os.PathLike, fmt: str, x: np.ndarray) -> np.ndarray:
-    """The network of ``package`` in weight format ``fmt`` on a normalised B x C x Y x X array (no pre- or
-    postprocessing): the pytorch_state_dict through the package's own ``gama_ir.py``, torchscript, or ONNX
-    Runtime on the CPU."""
+    """The network of ``package`` in weight format ``fmt`` on a B x C x Y x X float32 array in any intensity
+    units (the package has no other processing than a cast to float32): the pytorch_state_dict through the
+    package's own ``gama_ir.py``, torchscript, or ONNX Runtime on the CPU. Returns B x C x Y x X float32 in
+    the input's units."""
     import importlib.util
     import sys
 
