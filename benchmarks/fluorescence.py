@@ -42,16 +42,18 @@ def eval_images() -> dict[str, np.ndarray]:
     return images
 
 
-def add_noise(clean: np.ndarray, peak: float, rng: np.random.Generator) -> np.ndarray:
+def add_noise(clean: np.ndarray, peak: float, rng: np.random.Generator, read_noise: float = READ_NOISE) -> np.ndarray:
+    """Poisson noise with ``peak`` photons at 1 plus Gaussian read noise (sigma ``read_noise`` of the range)."""
     counts = rng.poisson(np.clip(clean, 0, None) * peak)
-    return (counts / peak + rng.normal(0, READ_NOISE, clean.shape)).astype(np.float32)
+    return (counts / peak + rng.normal(0, read_noise, clean.shape)).astype(np.float32)
 
 
-def bm3d_gat(noisy: np.ndarray, peak: float) -> np.ndarray:
-    """BM3D between the generalised Anscombe transform and its closed-form unbiased inverse."""
+def bm3d_gat(noisy: np.ndarray, peak: float, read_noise: float = READ_NOISE) -> np.ndarray:
+    """BM3D between the generalised Anscombe transform and its closed-form unbiased inverse (true noise
+    parameters: ``peak`` photons at 1, read noise sigma ``read_noise`` of the range)."""
     import bm3d
 
-    s = READ_NOISE * peak  # read noise in photon units
+    s = read_noise * peak  # read noise in photon units
     z = noisy * peak
     d = 2 * np.sqrt(np.maximum(z + 3 / 8 + s**2, 0))
     d = bm3d.bm3d(d, sigma_psd=1.0)

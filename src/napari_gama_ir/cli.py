@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a model on your images and save it as a user model")
     t.add_argument("--noisy", required=True, help="folder of noisy TIFFs (or one TIFF)")
     t.add_argument("--clean", default=None, help="folder of clean TIFFs matched by file name")
-    t.add_argument("--mode", default=None, choices=["supervised", "self-supervised"], help="default: supervised with --clean, else self-supervised")
+    from .training.objectives import SELF_SUPERVISED_MODES
+
+    t.add_argument("--mode", default=None, choices=["supervised", *SELF_SUPERVISED_MODES],
+                   help="default: supervised with --clean, else self-supervised (Recorrupted-to-Recorrupted; 'blind-spot' is Noise2Void)")
     t.add_argument("--base", default="default", help="model to start from, or scratch:<preset>")
     t.add_argument("--steps", type=int, default=None, help="training steps (>= 1)")
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time (> 0)")
@@ -90,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto (fp32 on the CPU; bf16 autocast on a GPU that has it, else fp32), fp32 or bf16 "
                         "(fp16 is refused for training: no loss scaling)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--context", type=int, default=0, metavar="K",
+                   help="restore each plane from K neighbouring planes on each side as well (0..7; stacks only; default 0)")
+    t.add_argument("--context-axis", default=None, choices=["Z", "T", "z", "t"],
+                   help="axis of those planes (default: Z where the data has Z, else T)")
+    from .training.validate import NOISE_CORRELATION
+
+    t.add_argument("--noise-correlation", default="auto", choices=NOISE_CORRELATION,
+                   help="self-supervised: measure whether neighbouring pixels share noise (stripes, filtering) and mask "
+                        "along them (auto, the default), or treat the noise as pixel-independent (off)")
     t.add_argument("-o", "--output", required=True, help="name (saved in the user model folder) or path of the new model")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model of that name or path")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -194,7 +206,10 @@ def _card_text(card) -> str:
     from .zoo.defaults import speed_class
 
     a, t, m = card.model_args, card.training, card.metrics
-    kind = "RGB" if card.in_channels == 3 else "gray" if card.in_channels == 1 else f"{card.in_channels}-channel"
+    c = card.out_channels if card.context else card.in_channels
+    kind = "RGB" if c == 3 else "gray" if c == 1 else f"{c}-channel"
+    if card.context:
+        kind += f"; restores each plane from {card.context['planes']} neighbouring plane(s) on each side along {card.context['axis']}"
     norm = card.normalization
     lines = [f"{card.name}: {card.description}" if card.description else card.name,
              f"  network     GAMAIR preset {card.preset}: width {a.get('width', 42)}, blocks {a.get('enc_blocks')} / "
@@ -299,12 +314,15 @@ def _cmd_train(args) -> int:
     opts = FinetuneOptions(
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
         patch_size=_patch_size(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
-        precision=args.precision, seed=args.seed, name=Path(args.output).stem,
+        precision=args.precision, seed=args.seed, name=Path(args.output).stem, context=args.context,
+        context_axis=args.context_axis, noise_correlation=args.noise_correlation,
     )  # fmt: skip
     bar = None
 
     def show(p):
         nonlocal bar
+        if p.noise_correlation is not None:  # measured before training (self-supervised runs)
+            print(p.noise_correlation.describe(), file=sys.stderr)
         if args.quiet:
             return
         if bar is None:

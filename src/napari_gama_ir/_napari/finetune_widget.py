@@ -23,9 +23,11 @@ from qtpy.QtWidgets import QFrame, QScrollArea
 from ..engine.runtime import DEVICES
 from ..errors import InvalidInputError
 from ..training.finetune import FinetuneOptions, iter_finetune
+from ..training.objectives import SELF_SUPERVISED_LOSSES, SELF_SUPERVISED_MODES, is_self_supervised
 from ..zoo.store import list_models, save_model, user_models_dir
 from . import layers
 from ._common import JobWidget, ResultLayer, State
+from .correlation_view import NoiseCorrelationView
 from .loss_plot import LossPlot
 from .workers import report_error
 
@@ -80,9 +82,11 @@ class FinetuneWidget(JobWidget):
         self._clean = Select(label="clean layer(s)", choices=self._image_layers)
         self._noisy_dir = FileEdit(label="noisy folder", mode="d", visible=False)
         self._clean_dir = FileEdit(label="clean folder", mode="d", visible=False)
-        self._mode = ComboBox(label="mode", choices=("supervised", "self-supervised"), value="supervised")
+        self._mode = ComboBox(label="mode", choices=("supervised", *SELF_SUPERVISED_MODES), value="supervised")
         self._base = ComboBox(label="base model", choices=self._base_choices)
         self._steps = _whole("steps", 1_000_000, 50, "auto (data size)")
+        self._use_context = CheckBox(text="use neighbouring planes (Z or T stacks)", value=False, enabled=False)
+        self._context = SpinBox(label="planes on each side", value=1, min=1, max=3, visible=False)
         self._patch = _whole("patch size (px)", 1024, 16, "auto (64, or what fits)")
         self._lr = LineEdit(label="learning rate", value="auto")
         self._show_advanced = CheckBox(text="show advanced options", value=False)
@@ -110,7 +114,7 @@ class FinetuneWidget(JobWidget):
         # magicgui widget's .native, so Container(scrollable=True) would lose its scroll area there)
         self._form = Container(labels=True, widgets=[
             self._source, self._noisy, self._clean, self._noisy_dir, self._clean_dir, self._mode, self._base,
-            self._steps, self._show_advanced, self._advanced, self._start_button, self._stop_button, self._progress,
+            self._steps, self._use_context, self._context, self._show_advanced, self._advanced, self._start_button, self._stop_button, self._progress,
             self._status, self._result,
         ])  # fmt: skip
         for label in (self._status, self._summary):  # long lines wrap instead of widening the dock
@@ -119,6 +123,9 @@ class FinetuneWidget(JobWidget):
         for layer_list in (self._noisy, self._clean):  # a few rows, then the list scrolls
             rows = layer_list.native.sizeHintForRow(0) if layer_list.native.count() else 0
             layer_list.native.setMaximumHeight(5 * max(rows, layer_list.native.fontMetrics().height() + 2) + 6)
+        self._noise_view = NoiseCorrelationView()  # self-supervised: does the first noisy layer's noise share pixels?
+        self._noise_view.visible, self._noise_measured = False, None
+        self._form.insert(self._form.index(self._base), self._noise_view)
         self._plot = LossPlot()
         self._form.native.layout().insertWidget(self._form.index(self._status) + 1, self._plot)
         self._form.native.layout().addStretch(1)
@@ -131,6 +138,8 @@ class FinetuneWidget(JobWidget):
         self.margins = (0, 0, 0, 0)
         self._source.changed.connect(self._on_source_changed)
         self._mode.changed.connect(self._on_mode_changed)
+        self._noisy.changed.connect(self._on_noisy_changed)
+        self._use_context.changed.connect(self._on_noisy_changed)
         self._show_advanced.changed.connect(self._on_advanced_toggled)
         self._start_button.changed.connect(self._start)
         self._stop_button.changed.connect(self._stop)
@@ -154,11 +163,32 @@ class FinetuneWidget(JobWidget):
     def _on_source_changed(self, source: str) -> None:
         self._noisy.visible, self._noisy_dir.visible = source == LAYERS, source == FOLDERS
         self._on_mode_changed(self._mode.value)
+        self._on_noisy_changed()
+
+    def _on_noisy_changed(self, *_) -> None:
+        """Neighbouring planes are offered for stacks (a first noisy layer with Z or T; folders: checked on Start)."""
+        if self._source.value == LAYERS:
+            axes = layers.detect_axes(self._noisy.value[0]) if self._noisy.value else ""
+            self._use_context.enabled = "Z" in axes or "T" in axes
+        else:
+            self._use_context.enabled = True
+        self._context.visible = self._use_context.enabled and self._use_context.value
+        self._update_noise_view()
+
+    def _update_noise_view(self) -> None:
+        """Self-supervised runs on layers: the first noisy layer's noise autocorrelation, measured once per layer."""
+        layer = self._noisy.value[0] if self._source.value == LAYERS and self._noisy.value else None
+        wanted = layer is not None and is_self_supervised(self._mode.value)
+        self._noise_view.visible = wanted
+        if wanted and layer is not self._noise_measured:
+            self._noise_measured = layer
+            self._noise_view.measure(layers.layer_data(layer), layers.detect_axes(layer))
 
     def _on_mode_changed(self, mode: str) -> None:
         supervised = mode == "supervised"  # self-supervised learns from the noisy images alone
         self._clean.visible = supervised and self._source.value == LAYERS
         self._clean_dir.visible = supervised and self._source.value == FOLDERS
+        self._update_noise_view()
 
     def _on_advanced_toggled(self, shown: bool) -> None:
         self._advanced.visible = shown
@@ -195,6 +225,7 @@ class FinetuneWidget(JobWidget):
             "seed": self._seed.value,
             "val_fraction": self._val_fraction.value,
             "axes": axes,
+            "context": self._context.value if self._use_context.enabled and self._use_context.value else 0,
         }
 
     # --- actions -----------------------------------------------------------------------------------
@@ -206,8 +237,8 @@ class FinetuneWidget(JobWidget):
             return self._fail(exc)
         self._stop_event, self._net, self._before = opts.stop, None, None
         self._plot.clear()
-        if opts.mode == "self-supervised":  # no clean image: the PSNR is estimated (the loss is against noise)
-            self._plot.set_labels("training loss (masked MSE)", ESTIMATED, train_in_db=False, train_unit="MSE")
+        if is_self_supervised(opts.mode):  # no clean image: the PSNR is estimated (the loss is against noise)
+            self._plot.set_labels("training loss (MSE against noise)", ESTIMATED, train_in_db=False, train_unit="MSE")
         else:
             self._plot.set_labels("training PSNR (patches)", "validation PSNR")
         self._progress.value = 0
@@ -267,7 +298,7 @@ class FinetuneWidget(JobWidget):
         """A training step or a validation: the bar, the plot, and a status line in dB."""
         self._progress.max = max(1, p.total)
         self._progress.value = min(p.step, p.total)
-        estimated = p.loss_name == "masked mse"  # self-supervised: no clean image to measure against
+        estimated = p.loss_name in SELF_SUPERVISED_LOSSES  # self-supervised: no clean image to measure against
         val = p.val_estimated_psnr if estimated else p.val_psnr
         train = p.train_psnr if p.train_psnr is not None else p.loss
         self._plot.add(p.step, p.total, train, val)
@@ -287,7 +318,7 @@ class FinetuneWidget(JobWidget):
     def _on_trained(self, net) -> None:
         self._net = net
         v, steps = net.card.metrics["validation"], net.card.training["steps"]
-        if net.card.training["mode"] == "self-supervised":
+        if is_self_supervised(net.card.training["mode"]):
             before, after = v.get("estimated_psnr_before"), v.get("estimated_psnr_after")
             scores = f"{before:.2f} -> {after:.2f}" if before is not None and after is not None else "not available"
             self._summary.value = f"{ESTIMATED}: {scores} ({steps} steps)"

@@ -135,8 +135,16 @@ def iter_preview(data, index: tuple, plane_axes: str, **options):
     looks as it will in the whole run. ``options`` are :func:`restore`'s for ``data``.
     """
     stack = plan_restore(data, **options)
-    plane = np.asarray(data[index])
     options.update(model=stack.model, axes=plane_axes, normalizer=stack.normalizer)
+    if stack.context:  # a context model: the plane with its neighbours (reflected at the ends), the centre kept
+        from ..model.context import reflect
+
+        pos, k = stack.axes.index(stack.context_axis), stack.context
+        near = reflect(np.arange(index[pos] - k, index[pos] + k + 1), data.shape[pos])
+        planes = np.stack([np.asarray(data[(*index[:pos], int(j), *index[pos + 1 :])]) for j in near])
+        options["axes"] = stack.context_axis + plane_axes
+        return (yield from iter_restore(planes, **options))[k]
+    plane = np.asarray(data[index])
     return (yield from iter_restore(plane, **options))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import OpenedInput, is_zarr_array, open_input, output_target
 from ..io.sinks import check_png_output
+from ..model.context import check_data as check_context_data, plane_channels
 from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
 from ..tiling.windows import aligned_tiling
 from .options import AUTO, AUTO_OVERLAP, CPU_MAX_TILE, GPU_MAX_TILE, RestoreOptions, check_dtype
@@ -62,6 +64,8 @@ class RestorePlan:
     chunk_path: str = "auto"  # "host" when not even one plane fits on the GPU beside the network (engine.resident)
     self_ensemble: bool = False  # each tile as the mean of its 8 flips and rotations (engine.ensemble)
     model_reason: str = ""  # why the model was chosen for the data (zoo.choice); "" when the caller named it
+    context: int = 0  # a context model: each plane restored from this many neighbouring planes on each side
+    context_axis: str = ""  # ... along this axis ("Z" or "T"; model.context)
 
     @property
     def worker_picks_device(self) -> bool:
@@ -71,6 +75,15 @@ class RestorePlan:
     @property
     def samples_per_plane(self) -> int:
         return self.layout.channels if self.channel_mode == "separate" else 1
+
+    def context_table(self) -> np.ndarray | None:
+        """For a context model, the (planes, 2k + 1) indices of each canonical plane's neighbours along
+        ``context_axis`` (reflected at the ends; :func:`~napari_gama_ir.model.context.neighbour_table`), else None."""
+        if not self.context:
+            return None
+        from ..model.context import neighbour_table
+
+        return neighbour_table(self.axes, self.shape, self.context, self.context_axis, self.model_name)
 
     @property
     def tiles_per_image(self) -> int:
@@ -100,6 +113,10 @@ class RestorePlan:
             where = f"on a dask cluster, {on_device}"
         means = "means over the whole plane" if self.mean_mode == "global" else f"means over {self.local_size} px boxes"
         ensemble = "; each tile 8 times, flipped and turned (self-ensemble)" if self.self_ensemble else ""
+        if self.context:
+            n = self.context
+            ensemble += (f"; using {n} neighbouring plane{'s' if n > 1 else ''} on each side along {self.context_axis} "
+                         "(reflected at the ends)")  # fmt: skip
         result = {"numpy": "array", "dask": "lazy dask array", "zarr": "zarr", "tiff": "TIFF", "png": "PNG"}[self.output]
         return (
             f"{self.model_name} restores {what}: {tiling}, {_batch_words(self.batch_size, unit)} per pass, {where}; "
@@ -185,13 +202,15 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
     prec = pick_precision(opts.precision, dev)
     net, owns_model, model_reason = _resolve_model(model, layout.channels, axes, layout.to_canonical(arr) if model is None else None)
     card = net.card
-    if card.in_channels == layout.channels:
+    context, context_axis = check_context_data(card, axes, shape)
+    per_plane = plane_channels(card)
+    if per_plane == layout.channels:
         channel_mode = "joint"
-    elif card.in_channels == 1:
+    elif per_plane == 1:
         channel_mode = "separate"
     else:
         raise InvalidInputError(
-            f"model {card.name!r} takes {card.in_channels} channels but the data has {layout.channels} "
+            f"model {card.name!r} takes {per_plane} channels but the data has {layout.channels} "
             f"(axes {axes!r}, shape {shape}); use a model with 1 or {layout.channels} input channels, or fix axes="
         )
 
@@ -203,10 +222,10 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
     batch = _resolve_batch(opts, tile, width, free)
     plane_bytes = 4 * layout.channels * y * x
     chunk_bytes = CHUNK_BYTES * (GPU_CHUNK_FACTOR if dev.type != "cpu" else 1)
-    chunk_planes = max(1, min(layout.planes, chunk_bytes // plane_bytes))
+    chunk_planes = max(1, min(layout.planes, chunk_bytes // (plane_bytes * (2 * context + 1))))  # gathered planes
     chunk_path = "auto"
     if free is not None:  # on the GPU a chunk holds about 6 float32 copies (input, padded, blended, output...)
-        fitting = int(GPU_CHUNK_SHARE * free) // (GPU_CHUNK_COPIES * plane_bytes)
+        fitting = int(GPU_CHUNK_SHARE * free) // (GPU_CHUNK_COPIES * plane_bytes * (2 * context + 1))
         chunk_planes = max(1, min(chunk_planes, fitting))
         chunk_path = "auto" if fitting >= 1 else "host"  # a huge plane: tiles go to the GPU, the plane stays here
 
@@ -230,7 +249,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
         output=output, out_path=out_path, distributed=_active_client() is not None and output != "dask",
         options=opts, normalizer=normalizer, layout=layout, source=src, model=net, owns_model=owns_model,
         out_array=opts.out if is_zarr_array(opts.out) else None, chunk_path=chunk_path,
-        self_ensemble=opts.self_ensemble, model_reason=model_reason,
+        self_ensemble=opts.self_ensemble, model_reason=model_reason, context=context, context_axis=context_axis,
     )  # fmt: skip
 
 
@@ -263,6 +282,8 @@ def _resolve_batch(opts: RestoreOptions, tile: tuple[int, int], width: int, free
 
 def _active_client():
     """The active dask.distributed client, or None (also when distributed is not installed)."""
+    if "distributed" not in sys.modules:  # no client without the package imported; importing it costs ~0.3 s
+        return None
     try:
         from distributed import get_client
     except ImportError:

@@ -25,11 +25,12 @@ from ..io.normalize import Normalizer, cast_to
 from ..io.sinks import ArraySink, PngSink, TiffSink, ZarrSink
 from ..tiling.merge import ArrayMerger
 from ..tiling.windows import aligned_tiling, blend_window, tile_grid
+from ..model.context import gather_planes
 from . import resident
 from .ensemble import iter_self_ensemble
 from .options import AUTO, AUTO_OVERLAP, RestoreOptions
 from .plan import RestorePlan, _active_client, plan_restore
-from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, is_out_of_memory, pick_device, pick_precision
+from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, cpu_threads, is_out_of_memory, pick_device, pick_precision
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,14 @@ def _predict(net, batch, settings: TileSettings) -> Generator[int, None, object]
     """Network output (float32) for a batch of tiles: numpy in, numpy out; a device tensor stays there.
 
     A generator: with the self-ensemble it yields 0 after each of the 8 views, so that a cancel between
-    them acts within one forward pass. One forward pass at a time runs per process (``FORWARD_LOCK``).
+    them acts within one forward pass. One forward pass at a time runs per process (``FORWARD_LOCK``), on
+    the CPU with threads for the cores other processes leave free (``cpu_threads``).
     """
     device = torch.device(settings.device)
     x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch).to(device, non_blocking=True)
 
     def run(forward):
-        with FORWARD_LOCK, torch.inference_mode(), autocast(device, settings.precision):
+        with FORWARD_LOCK, cpu_threads(device), torch.inference_mode(), autocast(device, settings.precision):
             return forward()
 
     if settings.self_ensemble:
@@ -172,21 +174,38 @@ def _pad_like_network(images, padded: tuple[int, int]):
     return np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if reflect else "edge")
 
 
-def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
-    """Restore raw (k, C, Y, X) planes; yields tiles done per batch, returns (k, C, Y, X) of ``out_dtype``."""
+def iter_block(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool,
+               gather: np.ndarray | None = None):  # fmt: skip
+    """Restore raw (k, C, Y, X) planes; yields tiles done per batch, returns (k, C, Y, X) of ``out_dtype``.
+
+    For a context model ``gather`` is an (n, 2k + 1) table of indices into ``raw``'s planes: output plane
+    i is restored from planes ``gather[i]`` (:func:`~napari_gama_ir.model.context.gather_planes`), and the
+    result has n planes.
+    """
     if settings.resident:
-        pending = yield from iter_block_resident(net, raw, normalizer, settings, out_dtype, separate)
+        pending = yield from iter_block_resident(net, raw, normalizer, settings, out_dtype, separate, gather)
         return pending.result()
     _check_finite(raw)
     x = normalizer.forward(raw)
-    k, c, h, w = x.shape
-    y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
+    _, c, h, w = x.shape
+    k = len(x) if gather is None else len(gather)
+    y = yield from iter_tiles(net, _network_input(x, separate, gather), settings)
     if not np.isfinite(y).all():  # NaN would cast to 0 (integers) or stay NaN, written without a word
         raise resident.non_finite_output(net)
     return cast_to(normalizer.inverse(y.reshape(k, -1, h, w), dtype=out_dtype), out_dtype)
 
 
-def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
+def _network_input(x, separate: bool, gather: np.ndarray | None):
+    """Normalised (m, C, Y, X) planes as the network takes them: one channel at a time with ``separate``,
+    and each plane with its neighbours for a context model (``gather``)."""
+    if gather is not None:
+        return gather_planes(x, gather, separate)
+    m, c, h, w = x.shape
+    return x.reshape(m * c, 1, h, w) if separate else x
+
+
+def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool,
+                        gather: np.ndarray | None = None):  # fmt: skip
     """:func:`iter_block` with every step after the upload on the network's device; returns a
     :class:`~napari_gama_ir.engine.resident.PendingBlock` whose copy to the host is under way."""
     device = torch.device(settings.device)
@@ -197,8 +216,9 @@ def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: 
         x = resident.upload(raw, device)
         finite = torch.isfinite(x).all() if raw.dtype.kind == "f" else None  # checked when the result is read
         x = resident.normalize(x, normalizer)
-    k, c, h, w = x.shape
-    y = yield from iter_tiles(net, x.reshape(k * c, 1, h, w) if separate else x, settings)
+    _, c, h, w = x.shape
+    k = len(x) if gather is None else len(gather)
+    y = yield from iter_tiles(net, _network_input(x, separate, gather), settings)
     y = y.reshape(k, -1, h, w)
     output_finite = torch.isfinite(y).all()  # one reduction on the device, read with the result
     if resident.float64_on_host(out_dtype, normalizer, device):
@@ -210,9 +230,10 @@ def iter_block_resident(net, raw: np.ndarray, normalizer: Normalizer, settings: 
     )
 
 
-def restore_block(raw: np.ndarray, net, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool):
+def restore_block(raw: np.ndarray, net, normalizer: Normalizer, settings: TileSettings, out_dtype: str, separate: bool,
+                  gather: np.ndarray | None = None):  # fmt: skip
     """:func:`iter_block` run to its end (for dask tasks)."""
-    gen = iter_block(net, raw, normalizer, settings, out_dtype, separate)
+    gen = iter_block(net, raw, normalizer, settings, out_dtype, separate, gather)
     while True:
         try:
             next(gen)
@@ -225,17 +246,24 @@ def _check_finite(block: np.ndarray) -> None:
         raise InvalidInputError("data contains NaN or inf; replace them first (e.g. numpy.nan_to_num) and try again")
 
 
-def _block_on_worker(block, spec: ModelSpec, normalizer, settings, out_dtype, separate, mean_mode, local_size):
+def _block_on_worker(block, spec: ModelSpec, normalizer, settings, out_dtype, separate, mean_mode, local_size, width=1):
     """dask task: the model is rebuilt once per worker process from its bytes and cached there.
 
     ``settings.device == "auto"`` is resolved here, on the worker, whose GPU may differ from the client's.
+    For a context model the block holds each plane's ``width`` (2k + 1) neighbours, as (n, width * C, Y, X)
+    (:func:`_with_neighbours`).
     """
     _match_worker_threads()
     if settings.device == "auto":
         device = pick_device("auto")
         settings = dataclasses.replace(settings, device=str(device), precision=pick_precision(settings.precision, device))
     net = cached_model(spec, torch.device(settings.device), mean_mode, local_size)
-    return restore_block(np.asarray(block), net, normalizer, settings, out_dtype, separate)
+    block, gather = np.asarray(block), None
+    if width > 1:
+        n, _, h, w = block.shape
+        block = block.reshape(n * width, -1, h, w)
+        gather = np.arange(n * width).reshape(n, width)
+    return restore_block(block, net, normalizer, settings, out_dtype, separate, gather)
 
 
 def _match_worker_threads() -> None:
@@ -281,14 +309,30 @@ def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:
     return [(i, min(n, i + plan.chunk_planes)) for i in range(0, n, plan.chunk_planes)]
 
 
+def _with_neighbours(plan: RestorePlan, canonical):
+    """For a context model, the lazy (planes, (2k + 1) * C, Y, X) array of each plane with its neighbours
+    (plane-major, reflected at the ends); for a 2-D model, ``canonical`` itself."""
+    table = plan.context_table()
+    if table is None:
+        return canonical
+    import dask.array as da
+
+    if not hasattr(canonical, "dask"):
+        canonical = da.from_array(canonical, chunks=(1, -1, -1, -1))
+    p, c, h, w = canonical.shape
+    return canonical[table.reshape(-1)].reshape(p, table.shape[1] * c, h, w)
+
+
 def _lazy_result(plan: RestorePlan):
     """A dask array of the restored stack (input axes and shape), computed chunk by chunk on demand."""
-    canonical = plan.layout.to_canonical(plan.source.array)
+    canonical = _with_neighbours(plan, plan.layout.to_canonical(plan.source.array))
     canonical = canonical.rechunk((plan.chunk_planes, -1, -1, -1))
     spec = ModelSpec.from_model(plan.model)
+    c, (h, w) = plan.layout.channels, plan.layout.yx
     restored = canonical.map_blocks(
         _block_on_worker, spec, plan.normalizer, _settings(plan), plan.out_dtype, plan.channel_mode == "separate",
-        plan.mean_mode, plan.local_size, dtype=np.dtype(plan.out_dtype), meta=np.empty((0, 0, 0, 0), plan.out_dtype),
+        plan.mean_mode, plan.local_size, 2 * plan.context + 1, chunks=(canonical.chunks[0], (c,), (h,), (w,)),
+        dtype=np.dtype(plan.out_dtype), meta=np.empty((0, 0, 0, 0), plan.out_dtype),
     )  # fmt: skip
     return plan.layout.from_canonical(restored)
 
@@ -314,7 +358,8 @@ def _output_error(plan: RestorePlan, exc: OSError) -> OutputError:
 
 def _read(canonical, start: int, stop: int) -> np.ndarray:
     block = canonical[start:stop]
-    return np.asarray(block.compute(scheduler="threads") if hasattr(block, "compute") else block)
+    # one reading thread (the caller's): a dask thread pool per core would compete with torch's threads
+    return np.asarray(block.compute(scheduler="synchronous") if hasattr(block, "compute") else block)
 
 
 def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:
@@ -322,18 +367,26 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
     canonical = plan.layout.to_canonical(plan.source.array)
     settings, separate = _settings(plan), plan.channel_mode == "separate"
     bounds = _chunk_bounds(plan)
+    table = plan.context_table()  # a context model: read each chunk with its neighbouring planes
+
+    def read(start: int, stop: int):
+        if table is None:
+            return _read(canonical, start, stop), None
+        rows = table[start:stop]
+        low, high = int(rows.min()), int(rows.max()) + 1
+        return _read(canonical, low, high), rows - low
     done = 0
     net = _network(plan)
     with ThreadPoolExecutor(1, thread_name_prefix="gama-ir-read") as reader:
-        pending = reader.submit(_read, canonical, *bounds[0])
+        pending = reader.submit(read, *bounds[0])
         copying = None  # accelerator path: (first plane, PendingBlock) of the chunk before this one
         run = iter_block_resident if settings.resident else iter_block
         try:
             for j, (start, stop) in enumerate(bounds):
-                raw = pending.result()
+                raw, gather = pending.result()
                 if j + 1 < len(bounds):
-                    pending = reader.submit(_read, canonical, *bounds[j + 1])
-                gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate)
+                    pending = reader.submit(read, *bounds[j + 1])
+                gen = run(net, raw, plan.normalizer, settings, plan.out_dtype, separate, gather)
                 while True:
                     try:
                         done += next(gen)
@@ -357,7 +410,7 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
 def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[int, np.ndarray]]:
     """Restore chunks on the active dask.distributed cluster; collect them in order."""
     client = _active_client()
-    canonical = plan.layout.to_canonical(plan.source.array)
+    canonical = _with_neighbours(plan, plan.layout.to_canonical(plan.source.array))
     if not hasattr(canonical, "dask"):
         import dask.array as da
 
@@ -366,7 +419,8 @@ def _distributed_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tu
     # a random key, not a content hash: the same model's key from the run before may still be being
     # released on the scheduler, and a task that depends on it is then cancelled ("lost dependencies")
     spec = client.scatter(ModelSpec.from_model(plan.model), broadcast=True, hash=False)
-    args = (plan.normalizer, _cluster_settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode, plan.local_size)
+    args = (plan.normalizer, _cluster_settings(plan), plan.out_dtype, plan.channel_mode == "separate", plan.mean_mode,
+            plan.local_size, 2 * plan.context + 1)  # fmt: skip
     chunks = list(canonical.to_delayed().ravel())
     window = 2 * max(1, len(client.scheduler_info().get("workers", {})))  # chunks in flight: bounded memory
     submitted: list = []

@@ -1,10 +1,14 @@
-"""Where and how the network runs: device pick, autocast, out-of-memory back-off, per-process model cache."""
+"""Where and how the network runs: device pick, autocast, CPU threads, out-of-memory back-off, per-process
+model cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -144,3 +148,84 @@ def cached_model(spec: ModelSpec, device: torch.device, mean_mode: str, local_si
                 _CACHE.pop(next(iter(_CACHE)))  # oldest first (dicts keep insertion order)
             _CACHE[key] = net
         return net
+
+
+# --- CPU threads sized to the cores other processes leave free --------------------------------------
+
+CORE_WINDOW_S = 0.1  # shortest window over which the other processes' load is measured
+
+
+def _system_busy_s() -> float | None:
+    """CPU seconds spent by the whole machine since boot, not idle (Linux /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class CoreMeter:
+    """Torch's thread count for the next CPU forward pass: the cores that other processes leave free.
+
+    Between two calls of :meth:`threads` the machine's busy CPU time (/proc/stat) minus this process's own
+    CPU time is the other processes' load; the threads are the usable cores minus that load (rounded),
+    at least 1 and at most ``cap`` (torch's thread count when the meter was made: a user's
+    ``torch.set_num_threads`` stays a ceiling). An OpenMP team larger than the free cores spins against
+    the other processes: on 2 busy cores, 2 threads ran a forward pass 2-3x slower than 1 (the busy-core
+    section of ``benchmarks/throughput.py`` compares both). Where /proc/stat is missing (macOS, Windows)
+    the count stays ``cap``.
+    """
+
+    def __init__(self, cap: int | None = None, mark: tuple | None = None) -> None:
+        self.cap = max(1, cap or torch.get_num_threads())
+        self.last = self.cap
+        self._mark = mark or self._now()  # the window's start: now, or an earlier snapshot of _now()
+
+    @staticmethod
+    def _now() -> tuple[float, float | None, float]:
+        return time.monotonic(), _system_busy_s(), time.process_time()
+
+    def threads(self) -> int:
+        """The thread count to use now (the last one while the window is shorter than :data:`CORE_WINDOW_S`)."""
+        (t0, busy0, own0), now = self._mark, self._now()
+        t1, busy1, own1 = now
+        if busy0 is not None and busy1 is not None and t1 - t0 >= CORE_WINDOW_S:
+            others = max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))  # cores busy with other processes
+            self.last = max(1, min(self.cap, usable_cores() - round(others)))
+            self._mark = now
+        return self.last
+
+
+_METER: CoreMeter | None = None
+_IMPORT_MARK = CoreMeter._now()  # the first window starts here, so that a session's first forward pass is sized too
+ADAPT_THREADS = True  # False keeps torch's thread count as it is (benchmarks compare both)
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device):
+    """For a CPU forward pass, torch's intra-op threads set to :meth:`CoreMeter.threads` and put back after;
+    elsewhere a no-op. Hold ``FORWARD_LOCK`` around it (the thread count is process-wide)."""
+    global _METER
+    if device.type != "cpu" or not ADAPT_THREADS:
+        yield
+        return
+    before = torch.get_num_threads()
+    if _METER is None or _METER.cap != before:  # first use, or the user set another count since
+        _METER = CoreMeter(before, mark=_METER._mark if _METER else _IMPORT_MARK)
+    n = _METER.threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)

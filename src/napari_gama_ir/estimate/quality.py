@@ -126,7 +126,9 @@ def estimate_quality(
     plan = plan_restore(noisy, model, axes=axes, device=device, precision="fp32")
     canonical = plan.layout.to_canonical(plan.source.array)  # the input the plan opened, read once more in crops
     noise = noise or noise_of_sample(central_planes(canonical, MAX_PLANES, MAX_SIDE))
-    y = central_planes(canonical, planes, region)
+    y, run_axes = central_planes(canonical, planes, region), CANONICAL_AXES
+    if plan.context:  # a context model needs each plane's neighbours: a run of consecutive planes along its axis
+        y, run_axes = _context_run(plan, canonical, max(planes, 2 * plan.context + 1), region), plan.context_axis + "CYX"
     # gain * y + sigma^2 unclipped: its mean is unbiased where the signal is near 0 (clipping y at 0 is not)
     variance = noise.gain * y + noise.sigma**2
     if not variance.mean() > 0:
@@ -135,7 +137,7 @@ def estimate_quality(
     signs = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), size=y.shape)
 
     def run(z: np.ndarray) -> np.ndarray:
-        return restore(z, plan.model, axes=CANONICAL_AXES, normalizer=plan.normalizer, dtype="float64",
+        return restore(z, plan.model, axes=run_axes, normalizer=plan.normalizer, dtype="float64",
                        precision="fp32", device=device, mean_mode=plan.mean_mode)  # fmt: skip
 
     restored = run(y)
@@ -149,6 +151,23 @@ def estimate_quality(
                            outside_training=outside_training(noise, plan.model.card, data_range))  # fmt: skip
 
 
+def _context_run(plan, canonical, planes: int, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` crop of up to ``planes`` consecutive planes along a context model's axis,
+    around the stack's central plane, read as float64 (n, C, Y', X')."""
+    stack = plan.layout.stack_axes
+    sizes = [plan.shape[plan.axes.index(a)] for a in stack]
+    pos = stack.index(plan.context_axis)
+    size, stride = sizes[pos], int(np.prod(sizes[pos + 1 :], dtype=np.int64))  # planes along the axis, their spacing
+    middle = plan.layout.planes // 2
+    position = (middle // stride) % size  # the middle plane's index along the axis
+    first = int(np.clip(position - planes // 2, 0, max(0, size - planes)))
+    picks = [middle + (first + i - position) * stride for i in range(min(planes, size))]
+    _, _, h, w = canonical.shape
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crops = [canonical[p][:, top : top + side, left : left + side] for p in picks]
+    return np.stack([np.asarray(c.compute() if hasattr(c, "compute") else c, dtype=np.float64) for c in crops])
+
+
 def outside_training(noise: NoiseEstimate, card, data_range: float) -> str:
     """Why ``noise`` lies outside the noise the model's card says it was trained on ("" when it does not).
 
@@ -157,7 +176,7 @@ def outside_training(noise: NoiseEstimate, card, data_range: float) -> str:
     is never flagged.
     """
     trained = (card.training or {}).get("noise") or {}
-    kind = trained.get("kind")
+    kind = trained.get("kind") if isinstance(trained, dict) else None  # a fine-tuned model's: "real (as given)"
     if not kind or data_range <= 0:
         return ""
     sigma = 255 * noise.sigma / data_range

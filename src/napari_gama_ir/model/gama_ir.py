@@ -336,7 +336,7 @@ class GAMAIR(nn.Module):
 
     Input and output are B x C x H x W float tensors, for any H and W (padded internally by reflection
     to a multiple of ``2 ** len(enc_blocks)`` and cropped back). The output is ``input + residual``
-    when ``in_channels == out_channels``.
+    when ``in_channels == out_channels``; with ``context`` it is ``mix of the planes + residual``.
 
     Parameters
     ----------
@@ -362,6 +362,12 @@ class GAMAIR(nn.Module):
         GAMA mean mode (see :class:`GAMA`).
     local_size : int
         Box size in input pixels for ``mean_mode="local"``; divided by 2 at each level down.
+    context : int
+        Neighbouring planes on each side in the input (0: one plane). The input then holds planes
+        z-context..z+context, each with ``out_channels`` channels (plane-major, ``in_channels ==
+        out_channels * (2 * context + 1)``), and the global residual is a learned mix of the planes,
+        ``sum_j plane_mix[j] * plane_j`` (``plane_mix``: 2 * context + 1 weights, 1 on the centre plane and
+        0 elsewhere until trained, so that a new context model starts as the 2-D one).
     """
 
     def __init__(
@@ -377,9 +383,15 @@ class GAMAIR(nn.Module):
         use_gama: bool = True,
         mean_mode: str = "global",
         local_size: int = 192,
+        context: int = 0,
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
+        if context and in_channels != out_channels * (2 * context + 1):
+            raise ValueError(f"context {context} needs in_channels = out_channels * {2 * context + 1}, got {in_channels} and {out_channels}")
+        self.context = context
+        if context:
+            self.plane_mix = nn.Parameter(F.one_hot(torch.tensor(context), 2 * context + 1).float())
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(f"enc_blocks and dec_blocks need the same length, got {enc_blocks} and {dec_blocks}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -439,7 +451,10 @@ class GAMAIR(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             feat = decoder(up(feat) + skip)  # additive skip
         out = self.ending(feat)
-        if self.in_channels == self.out_channels:
+        if self.context:  # global residual: the learned mix of the planes (the centre plane until trained)
+            c = self.out_channels
+            out = out + sum(w * x[:, j * c : (j + 1) * c] for j, w in enumerate(self.plane_mix))
+        elif self.in_channels == self.out_channels:
             out = out + x  # global residual
         return out if _exporting() else out[..., :h, :w]
 

@@ -43,6 +43,8 @@ class TrainImage:
     region: tuple[slice, slice] = (slice(None), slice(None))  # Y, X range this split may use
     index: int = 0  # position in the argument it came from, for error messages
     prefix: str = ""  # "val_images " for explicit validation images, for error messages
+    neighbours: np.ndarray | None = None
+    "Context training: (planes, 2k + 1) indices of each plane's neighbours (model.context.neighbour_table)."
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -60,6 +62,12 @@ class TrainImage:
         # lazy inputs (files, dask, zarr) are checked here, where their pixels are read, not all up front
         where = f"plane {plane}, rows {y0 + y}-{y0 + y + size - 1}, columns {x0 + x}-{x0 + x + size - 1}"
         return finite_float32(patch.compute() if hasattr(patch, "compute") else patch, self.prefix + which, self.index, where)
+
+    def read_context(self, which: str, plane: int, y: int, x: int, size: int) -> np.ndarray:
+        """Like :meth:`read`, for ``plane`` and its neighbours: (2k + 1, C, size, size) float32, plane-major
+        (reflected at the stack's ends); (1, C, size, size) without ``neighbours``."""
+        planes = [plane] if self.neighbours is None else self.neighbours[plane]
+        return np.stack([self.read(which, int(q), y, x, size) for q in planes])
 
 
 def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -80,6 +88,9 @@ class PatchSampler:
     ``mode="synthetic"``: clean images only; noise from ``noise_model`` is drawn per patch, and the
     normaliser is estimated from the noisy image's percentiles on a pixel sample, as restore does.
     ``mode="self-supervised"``: input = target = noisy (blind-spot masking is applied by the trainer).
+
+    Images with ``neighbours`` (context training) give inputs of the sampled plane and its neighbours,
+    ((2k + 1) * C, P, P) plane-major, each with its own noise; targets are the sampled plane, (C, P, P).
     """
 
     def __init__(
@@ -118,16 +129,18 @@ class PatchSampler:
         p = min(patch_size or self.patch_size, self.largest)
         im = self._pick_image(p)
         plane, y, x = self._position(im, p)
+        centre = 0 if im.neighbours is None else (im.neighbours.shape[1] - 1) // 2
         if self.mode == "synthetic":
-            clean = im.read("clean", plane, y, x, p)
+            clean = im.read_context("clean", plane, y, x, p)
             params = self.noise_model.sample_params(self.rng)
-            noisy = self.noise_model.apply(clean, params, self.rng)
+            noisy = np.stack([self.noise_model.apply(c, params, self.rng) for c in clean])
             norm = self._synthetic_normalizer(im, plane, params)
-            pair = [norm.forward(noisy[None])[0], norm.forward(clean[None])[0]]
+            pair = [norm.forward(noisy), norm.forward(clean[centre : centre + 1])[0]]
         else:
-            noisy = im.read("noisy", plane, y, x, p)
-            target = noisy if self.mode == "self-supervised" else im.read("clean", plane, y, x, p)
-            pair = [im.normalizer.forward(noisy[None])[0], im.normalizer.forward(target[None])[0]]
+            noisy = im.read_context("noisy", plane, y, x, p)
+            target = noisy[centre] if self.mode == "self-supervised" else im.read("clean", plane, y, x, p)
+            pair = [im.normalizer.forward(noisy), im.normalizer.forward(target[None])[0]]
+        pair[0] = pair[0].reshape(-1, p, p)  # (2k + 1) x C planes as channels
         return tuple(augment(pair, self.rng)) if self.augment else tuple(pair)
 
     def _synthetic_normalizer(self, im: TrainImage, plane: int, params: dict) -> Normalizer:

@@ -30,8 +30,12 @@ def _as_list(data, role: str) -> list:
 EAGER_CHECK_PLANES = 16  # planes per np.isfinite pass over an in-memory array (bounds the temporary memory)
 
 
-def _canonical(item, axes: str | None, role: str, index: int):
-    """One input as a (planes, C, Y, X) view, checked: readable, numeric, not empty, finite when in memory."""
+def _canonical(item, axes: str | None, role: str, index: int, context: tuple[int, str | None] = (0, None)):
+    """One input as a (planes, C, Y, X) view, checked: readable, numeric, not empty, finite when in memory.
+
+    With ``context = (k, axis)``, k > 0, returns ``(view, neighbour table)`` instead
+    (:func:`~napari_gama_ir.model.context.neighbour_table`); ``axis`` None is :func:`context_axis`'s.
+    """
     try:
         src = open_input(item)
         arr = src.array
@@ -55,7 +59,14 @@ def _canonical(item, axes: str | None, role: str, index: int):
             if not ok.all():
                 where = f"first in plane {start + int(np.argmin(ok))} of {view.shape[0]}"
                 raise non_finite_error(role, index, where)
-    return view
+    planes, axis = context
+    if not planes:
+        return view
+    from ..model.context import neighbour_table
+
+    axis = axis or context_axis(ax)
+    what = f"context {planes} (neighbouring planes on each side along {axis}) for {role} image {index}"
+    return view, neighbour_table(ax, shape, planes, axis, what)
 
 
 def _normalizer(view, role: str, index: int) -> Normalizer:
@@ -66,10 +77,30 @@ def _normalizer(view, role: str, index: int) -> Normalizer:
     return norm
 
 
-def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: str = "") -> list[TrainImage]:
+def context_axis(axes: str) -> str:
+    """The axis context training uses when none is named: Z where the data has Z, else T."""
+    return "Z" if "Z" in axes else "T"
+
+
+def first_axes(noisy, clean, mode: str, axes: str | None) -> str:
+    """Axes of the first training image (the clean one in mode 'synthetic'), as ``as_train_images`` reads it."""
+    items = _as_list(clean if mode == "synthetic" else noisy, "clean" if mode == "synthetic" else "noisy")
+    if not items:
+        return ""
+    try:
+        src = open_input(items[0])
+        shape = tuple(int(s) for s in src.array.shape)
+        return normalize_axes(axes or src.axes or default_axes(shape), shape)
+    except InvalidInputError:
+        return ""  # as_train_images reports it
+
+
+def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: str = "",
+                    context: tuple[int, str | None] = (0, None)) -> list[TrainImage]:  # fmt: skip
     """Pair noisy and clean inputs (by order; folders by sorted file name) as (planes, C, Y, X) views.
 
     ``prefix`` goes before "noisy"/"clean" in error messages ("val_images " for explicit validation images).
+    ``context = (k, axis)`` with k > 0: each image also gets its planes' neighbours (``TrainImage.neighbours``).
     """
     roles = (prefix + "noisy", prefix + "clean")
     noisy_items, clean_items = _as_list(noisy, roles[0]), _as_list(clean, roles[1])
@@ -78,7 +109,9 @@ def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: st
             raise InvalidInputError(f"mode 'synthetic' needs {roles[1]} images (noise is added on the fly), got none")
         if noisy_items:
             raise InvalidInputError(f"mode 'synthetic' makes its own noisy inputs from the clean images; pass {roles[0]}=None")
-        return [TrainImage(None, _canonical(c, axes, roles[1], i), None, index=i, prefix=prefix) for i, c in enumerate(clean_items)]
+        views = [_canonical(c, axes, roles[1], i, context) for i, c in enumerate(clean_items)]
+        return [TrainImage(None, v[0], None, index=i, prefix=prefix, neighbours=v[1]) if context[0] else
+                TrainImage(None, v, None, index=i, prefix=prefix) for i, v in enumerate(views)]  # fmt: skip
     if not noisy_items:
         raise InvalidInputError(f"no {roles[0]} images given; pass arrays, napari layer data, or a folder of TIFFs")
     if mode == "supervised":
@@ -94,14 +127,14 @@ def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: st
         raise InvalidInputError(f"got {len(noisy_items)} {roles[0]} but {len(clean_items)} {roles[1]} images; pairs are matched by order")
     images = []
     for i, item in enumerate(noisy_items):
-        n = _canonical(item, axes, roles[0], i)
+        n, table = _canonical(item, axes, roles[0], i, context) if context[0] else (_canonical(item, axes, roles[0], i), None)
         c = _canonical(clean_items[i], axes, roles[1], i) if clean_items else None
         if c is not None and tuple(c.shape) != tuple(n.shape):
             raise InvalidInputError(
                 f"pair {i}: {roles[0]} {getattr(item, 'name', '')} has (planes, C, Y, X) shape {tuple(n.shape)} but {roles[1]} has "
                 f"{tuple(c.shape)}; pairs must match pixel for pixel"
             )
-        images.append(TrainImage(n, c, _normalizer(n, roles[0], i), index=i, prefix=prefix))
+        images.append(TrainImage(n, c, _normalizer(n, roles[0], i), index=i, prefix=prefix, neighbours=table))
     shapes = {im.shape[1] for im in images}
     if len(shapes) > 1:
         raise InvalidInputError(f"{roles[0]} images have different channel counts {sorted(shapes)}; train one model per channel count")

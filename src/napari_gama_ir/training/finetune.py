@@ -22,9 +22,10 @@ import torch
 from ..engine.runtime import autocast
 from ..errors import FinetuneCancelled, InvalidInputError
 from ..io.normalize import DEFAULT_PERCENTILES
+from ..model.context import add_context, context_of, plane_channels
 from ..model.presets import build_model
 from ..zoo.store import load_model
-from .blindspot import blindspot_mask
+from .objectives import FALLBACK_SELF_SUPERVISED, BlindSpot, is_self_supervised, make_objective, resolve_mode
 from safetensors.torch import load_file
 
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_weights
@@ -36,6 +37,7 @@ from .validate import MODES, PATCH_STEP, SAMPLERS, training_precision, validate_
 from .validate import check_finetune_call
 
 UNBOUNDED_STEPS = 10**9
+MAX_CORRELATION_PLANES = 8  # planes (of all training images together) the noise autocorrelation is measured on
 
 
 @dataclass
@@ -53,7 +55,7 @@ class FinetuneOptions:
     base: Any = "default"
     "'default', a model name or path, a loaded network, or 'scratch:<preset>' to start untrained."
     mode: str = "supervised"
-    "'supervised' (noisy->clean, also Noise2Noise), 'self-supervised' (Noise2Void) or 'synthetic'."
+    "'supervised' (noisy->clean, also Noise2Noise), 'synthetic', or a self-supervised mode on noisy images alone:\n    'self-supervised' (the best measured: 'recorrupted'), 'recorrupted', 'neighbor2neighbor' or 'blind-spot'\n    (Noise2Void); see training.objectives."
     steps: int | None = None
     "Optimiser steps, >= 1; None: from the data size (``max_minutes`` may stop earlier)."
     max_minutes: float | None = None
@@ -68,7 +70,7 @@ class FinetuneOptions:
     "Learning rate at the end of the cosine schedule (0 <= min_lr <= lr)."
     weight_decay: float = 0.0
     loss: str = "psnr"
-    "'psnr' (mean log-MSE), 'l1' or 'mse'; self-supervised uses MSE on masked pixels."
+    "'psnr' (mean log-MSE), 'l1' or 'mse'; self-supervised modes use their objective's MSE (training.objectives)."
     eval_every: int | None = None
     "Steps between validations (an 'epoch'); None: about ten validations per run."
     val_fraction: float = 0.15
@@ -93,7 +95,7 @@ class FinetuneOptions:
     "Explicit validation pairs [(noisy, clean), ...] instead of a split of the training data."
     name: str = "finetuned"
     mask_fraction: float = 0.002
-    "Self-supervised: fraction of pixels masked per patch."
+    "Mode 'blind-spot': fraction of pixels masked per patch."
     grad_clip: float = 1.0
     data_note: str = ""
     "Free text stored in the card's training.data (e.g. where the images came from)."
@@ -101,6 +103,12 @@ class FinetuneOptions:
     "Where synthetic batches are made: 'cpu' (numpy, one patch at a time), 'device' (on the training device,\n    a batch at once) or 'auto' ('device' for synthetic training on a GPU when the images fit, else 'cpu')."
     stop: threading.Event | None = None
     "Set it (from any thread) to end training after the current step; the best model so far is returned."
+    noise_correlation: str = "auto"
+    "Self-supervised modes: 'auto' measures the noise autocorrelation on the noisy training images before\n    training (estimate.correlation) and, when neighbours share noise, hides them too (structN2V masks along\n    that direction); 'off' treats the noise as pixel-independent."
+    context: int = 0
+    "Neighbouring planes on each side the model sees (0..7; 0: plane by plane). A 2-D base gets them with\n    zero weights (model.context.add_context); a context base must have the same context and axis."
+    context_axis: str | None = None
+    "'Z' or 'T': the axis of those planes; None: Z where the data has Z, else T."
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,8 @@ class FinetuneProgress:
     """One step of training; ``val_psnr`` is set after each validation.
 
     ``val_psnr`` is in dB: against the clean crops when there are any, else (self-supervised) the blind-spot
-    score of masked pixels against their noisy values, which picks the best model but does not say how good
-    a restoration is; for that, self-supervised runs also carry ``val_estimated_psnr``. The last item of a
+    score of masked pixels against their noisy values, which does not say how good a restoration is; for that,
+    self-supervised runs also carry ``val_estimated_psnr``, which picks their best model (``best_psnr``). The last item of a
     run that stopped between validations (Stop, ``max_minutes``) is that run's final validation, with ``loss``
     NaN and ``total`` equal to ``step``.
     """
@@ -123,11 +131,14 @@ class FinetuneProgress:
     val_psnr: float | None = None
     val_ssim: float | None = None
     best_psnr: float | None = None
+    "The best validation score so far, the one the returned model is chosen by: ``val_psnr`` with clean crops;\n    self-supervised, ``val_estimated_psnr`` (``val_psnr`` where no estimate could be made). Never a clean image."
     message: str = ""
     val_estimated_psnr: float | None = None
     "Self-supervised: estimated PSNR (dB) of the validation crops restored by the model, from the noisy crops\n    alone (Monte-Carlo SURE, :func:`~napari_gama_ir.estimate_quality`; no clean image). None otherwise."
     loss_name: str = ""
-    "'psnr' (``loss`` is minus the training patches' PSNR in dB), 'l1', 'mse' or 'masked mse' (self-supervised)."
+    "'psnr' (``loss`` is minus the training patches' PSNR in dB), 'l1', 'mse', or for self-supervised modes\n    'recorrupted mse', 'neighbour mse' or 'masked mse' (``objectives.SELF_SUPERVISED_LOSSES``)."
+    noise_correlation: Any = None
+    "First item of a self-supervised run with ``noise_correlation='auto'``: the measured\n    :class:`~napari_gama_ir.estimate.correlation.NoiseCorrelation` (its ``describe()`` is the line to show)."
 
     @property
     def done(self) -> int:
@@ -146,8 +157,29 @@ def cosine_lr(step: int, total: int, peak: float, floor: float) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * t))
 
 
-def _build_network(opts: FinetuneOptions, channels: int):
-    """Model: a loaded one, a shipped/user one, or a fresh preset ('scratch:<preset>')."""
+PLANE_MIX_LR_SCALE = 50.0
+"""How much faster a context model's residual mix of the planes (GAMAIR.plane_mix) learns than the network: a
+few weights that may move by about 1/3 from their one-hot start within a fine-tuning run."""
+
+
+def _parameter_groups(net) -> list[dict]:
+    """AdamW's parameter groups: the network, and a context model's plane mix with ``lr_scale``."""
+    mix = [p for name, p in net.named_parameters() if name == "plane_mix"]
+    rest = [p for name, p in net.named_parameters() if name != "plane_mix"]
+    return [{"params": rest}] + ([{"params": mix, "lr_scale": PLANE_MIX_LR_SCALE, "weight_decay": 0.0}] if mix else [])
+
+
+def _build_network(opts: FinetuneOptions, channels: int, context: tuple[int, str] = (0, "")):
+    """Model: a loaded one, a shipped/user one, or a fresh preset ('scratch:<preset>'); a 2-D one gets
+    ``context`` (planes on each side, axis) through :func:`~napari_gama_ir.model.context.add_context`."""
+    net, name, scratch = _base_network(opts, channels)
+    if context[0] and not context_of(net.card)[0]:
+        net = add_context(net, *context)
+    return net, name, scratch
+
+
+def _base_network(opts: FinetuneOptions, channels: int):
+    """The base model as given: a loaded one, a shipped/user one, or a fresh preset ('scratch:<preset>')."""
     base = opts.base
     if isinstance(base, torch.nn.Module):
         net = copy.deepcopy(base)
@@ -160,8 +192,8 @@ def _build_network(opts: FinetuneOptions, channels: int):
 
         base = default_model_name(channels, rgb_last=channels == 3)
     net = load_model(base)
-    if net.card.in_channels != channels:
-        raise InvalidInputError(f"base model {net.card.name!r} takes {net.card.in_channels} channels, the data has {channels}")
+    if plane_channels(net.card) != channels:
+        raise InvalidInputError(f"base model {net.card.name!r} takes {plane_channels(net.card)} channels, the data has {channels}")
     return net, net.card.name, False
 
 
@@ -176,32 +208,35 @@ def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.ra
             if opts.mode == "synthetic":
                 from ..io.normalize import Normalizer
 
-                clean = im.read("clean", plane, y, x, size)
+                clean = im.read_context("clean", plane, y, x, size)  # (1, C, size, size), or with its neighbours
                 for _ in range(opts.val_draws):
                     params = opts.noise_model.sample_params(rng)
-                    noisy = opts.noise_model.apply(clean, params, rng)
-                    out.append((noisy, clean, Normalizer.from_stack(noisy[None]), 1.0))
-            else:
-                noisy = im.read("noisy", plane, y, x, size)
+                    noisy = np.stack([opts.noise_model.apply(c, params, rng) for c in clean])
+                    centre = len(clean) // 2
+                    out.append((noisy if len(noisy) > 1 else noisy[0], clean[centre], Normalizer.from_stack(noisy[centre : centre + 1]), 1.0))
+            else:  # with context the noisy crop is (2k + 1, C, size, size): the plane and its neighbours
+                noisy = im.read("noisy", plane, y, x, size) if im.neighbours is None else im.read_context("noisy", plane, y, x, size)
                 clean = im.read("clean", plane, y, x, size) if im.clean is not None else None
                 out.append((noisy, clean, im.normalizer, float(np.mean(im.normalizer.high - im.normalizer.low))))
     return out
 
 
 @torch.no_grad()
-def evaluate(net, batches, device, precision, rng_seed: int = 0) -> tuple[float, float]:
-    """Mean PSNR and SSIM over validation images (against clean, or blind-spot PSNR against noisy)."""
+def evaluate(net, batches, device, precision, rng_seed: int = 0, correlation=None) -> tuple[float, float]:
+    """Mean PSNR and SSIM over validation images (against clean, or blind-spot PSNR against noisy; with
+    ``correlation``, the noise's measured autocorrelation, the masked pixels' correlated neighbours are hidden
+    too, so that a model that copies the noise from them does not score well)."""
     was_training = net.training
     net.eval()
     scores, ssims = [], []
     gen = torch.Generator().manual_seed(rng_seed)
+    centre = _centre(net)
     for noisy, clean, norm, data_range in batches:
-        x = torch.from_numpy(norm.forward(noisy[None])).to(device)
-        if clean is None:  # no ground truth: score masked pixels against their noisy values
-            masked, mask = blindspot_mask(x.cpu(), 0.01, generator=gen)
-            with autocast(device, precision):
-                pred = net(masked.to(device)).float().cpu()
-            mse = (((pred - x.cpu()) ** 2) * mask).sum() / mask.sum()
+        planes = norm.forward(noisy if noisy.ndim == 4 else noisy[None])  # context: (2k + 1, C, H, W)
+        x = torch.from_numpy(planes.reshape(1, -1, *planes.shape[-2:])).to(device)
+        if clean is None:  # no ground truth: score masked pixels of the centre plane against their noisy values
+            forward = lambda inp: _forward(net, inp.to(device), device, precision).cpu()  # noqa: E731
+            mse = BlindSpot(0.01, correlation)(forward, x.cpu(), x[:, centre].cpu(), centre=centre, generator=gen)
             scores.append(float(-10 * torch.log10(mse)))
             continue
         with autocast(device, precision):
@@ -224,7 +259,7 @@ def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
     strip can be too small to fit it). Empty for other modes, or when the noise cannot be estimated."""
     from ..estimate.noise import estimate_noise
 
-    if opts.mode != "self-supervised":
+    if not is_self_supervised(opts.mode):
         return []
     per_image = max(1, len(val_batches) // max(1, len(val)))  # _validation_batches: the same count per image
     out, left = [], ESTIMATE_CROPS
@@ -241,7 +276,10 @@ def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
             noise = estimate_noise(np.stack(sample), axes="ZCYX")
         except InvalidInputError:  # e.g. a flat image: no noise to measure, so no estimate
             continue
-        out.append((np.stack(crops).astype(np.float32), noise, val_batches[k * per_image][3]))
+        if crops[0].ndim == 4:  # context: each crop with its neighbouring planes, a short stack along the axis
+            out += [(c.astype(np.float32), noise, val_batches[k * per_image][3]) for c in crops]
+        else:
+            out.append((np.stack(crops).astype(np.float32), noise, val_batches[k * per_image][3]))
     return out
 
 
@@ -252,7 +290,8 @@ def _estimate_psnr(net, inputs, device) -> float | None:
     scores = []
     for stack, noise, data_range in inputs:
         try:
-            q = estimate_quality(stack, net, axes="ZCYX", noise=noise, region=max(16, *stack.shape[-2:]),
+            axes = (context_of(net.card)[1] or "Z") + "CYX"  # a context model's crops are planes along its axis
+            q = estimate_quality(stack, net, axes=axes, noise=noise, region=max(16, *stack.shape[-2:]),
                                  planes=len(stack), device=str(device))  # fmt: skip
         except InvalidInputError:
             continue
@@ -279,18 +318,21 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     estimate_inputs = _estimate_inputs(opts, val, val_batches)
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
-    net, base_name, scratch = _build_network(opts, channels)
+    net, base_name, scratch = _build_network(opts, channels, checked.context)
     net.to(device).train()
+    centre = _centre(net)  # the input channels of the plane being restored (all of them without context)
     peak_lr = opts.lr if opts.lr is not None else (1e-3 if scratch else 2e-4)
     # steps bound the run when given; max_minutes alone bounds it by time only
     total = opts.steps or (UNBOUNDED_STEPS if opts.max_minutes else _default_steps(images, smallest, opts.batch_size))
     eval_every = opts.eval_every or (250 if total == UNBOUNDED_STEPS else max(10, total // 10))
 
     # -- optimiser: AdamW with NAFNet's betas; the schedule is a pure function of progress
-    optimizer = torch.optim.AdamW(net.parameters(), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(net), lr=peak_lr, betas=(0.9, 0.9), weight_decay=opts.weight_decay)
     loss_fn, loss_name = LOSSES[opts.loss], opts.loss
-    if opts.mode == "self-supervised":
-        loss_fn, loss_name = LOSSES["mse"], "masked mse"
+    correlation = _training_correlation(opts, train)  # measured once, before training; None unless self-supervised
+    objective = _objective(opts, train, correlation) if is_self_supervised(opts.mode) else None
+    if objective is not None:
+        loss_name = objective.loss_name
 
     step, history, best_state, elapsed_before = 0, [], None, 0.0
     mask_gen = torch.Generator().manual_seed(opts.seed + 2)
@@ -307,12 +349,12 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         best_file = ckpt.with_name(ckpt.name + "-best.safetensors")
         best_state = load_file(str(best_file)) if best_file.exists() else None
     else:
-        before_psnr, before_ssim = evaluate(net, val_batches, device, precision)
+        before_psnr, before_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         # the starting weights are the first candidate: fine-tuning must beat the base model to replace it
-        best_psnr, best_state = before_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         before_estimate = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
+        best_psnr, best_state = _score(before_psnr, before_estimate), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr,
-                           "validation before training", before_estimate, loss_name)  # fmt: skip
+                           "validation before training", before_estimate, loss_name, correlation)  # fmt: skip
 
     # -- loop: set lr, step, validate + checkpoint every eval_every; stop on steps or time
     t0, lr = time.perf_counter() - elapsed_before, peak_lr
@@ -325,17 +367,14 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         frac = step / total if opts.max_minutes is None else max(step / total, elapsed / (opts.max_minutes * 60))
         lr = cosine_lr(int(frac * 10_000), 10_000, peak_lr, opts.min_lr)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         side, batch = _step_patches(smallest, largest, opts.batch_size, rng)
         inp, target = (torch.as_tensor(a) for a in sampler.batch(batch, side))
-        mask = None
-        if opts.mode == "self-supervised":
-            inp, mask = blindspot_mask(inp, opts.mask_fraction, generator=mask_gen)
-            mask = mask.to(device)
         inp, target = inp.to(device), target.to(device)
-        with autocast(device, precision):
-            pred = net(inp)
-        loss = loss_fn(pred.float(), target, mask)
+        if objective is not None:  # self-supervised: the objective runs the network (some modes twice)
+            loss = objective(lambda x: _forward(net, x, device, precision), inp, target, centre=centre, generator=mask_gen)
+        else:
+            loss = loss_fn(_forward(net, inp, device, precision), target, None)
         loss.backward()
         if opts.grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
@@ -344,12 +383,12 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         step += 1
         val_psnr = val_ssim = estimated = None
         if step % eval_every == 0 or step == total:
-            val_psnr, val_ssim = evaluate(net, val_batches, device, precision)
+            val_psnr, val_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
             estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
             history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
-            improved = val_psnr > best_psnr
+            improved = _score(val_psnr, estimated) > best_psnr
             if improved:
-                best_psnr, best_state = val_psnr, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                best_psnr, best_state = _score(val_psnr, estimated), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if ckpt:
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
                              before_estimate=before_estimate, elapsed=time.perf_counter() - t0)  # fmt: skip
@@ -366,17 +405,17 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     # -- finish: the best weights, a card that says how they were made and how well they do
     elapsed = time.perf_counter() - t0
     if step and (not history or history[-1]["step"] != step):  # weights since the last validation count too
-        last_psnr, last_ssim = evaluate(net, val_batches, device, precision)
-        if last_psnr > best_psnr:
-            best_state, best_psnr = None, last_psnr
+        last_psnr, last_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
+        if _score(last_psnr, estimated) > best_psnr:
+            best_state, best_psnr = None, _score(last_psnr, estimated)
         # stopped between validations: this validation is the run's last point (and the run's length is known)
         yield FinetuneProgress(step, step, float("nan"), lr, elapsed, last_psnr, last_ssim, best_psnr, "final validation",
                                estimated, loss_name)  # fmt: skip
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    after_psnr, after_ssim = evaluate(net, val_batches, device, precision)
+    after_psnr, after_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
     estimated_after = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
     estimates = {} if estimated_after is None else {"estimated_psnr_before": before_estimate, "estimated_psnr_after": estimated_after}
     net.card = net.card.replace(
@@ -392,7 +431,9 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             "batch_size": opts.batch_size,
             "sampler": type(sampler).__name__,
             "lr": peak_lr,
-            "loss": opts.loss if opts.mode != "self-supervised" else "mse (masked)",
+            "loss": objective.loss_name if objective is not None else opts.loss,
+            **({"objective": objective.name} if objective is not None else {}),
+            **_correlation_record(opts, correlation),
             "seconds": round(elapsed, 1),
             "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "precision": precision,
@@ -430,14 +471,93 @@ def earlier_summaries(metrics: dict) -> list[str]:
     return [*metrics.get("earlier_summaries", []), *(metrics[k] for k in legacy), *latest]
 
 
+def _centre(net) -> slice:
+    """Input channels of the plane a network restores: the centre plane of a context model, else all."""
+    k = getattr(net, "context", 0)
+    return slice(k * net.out_channels, (k + 1) * net.out_channels) if k else slice(None)
+
+
+def _score(val_psnr: float, estimated: float | None) -> float:
+    """What the best weights are chosen by (no clean image for self-supervised runs): the estimated PSNR of
+    the restored validation crops when there is one, else the validation PSNR. The estimate judges the whole
+    network as restore uses it; the blind-spot PSNR (masked pixels against their noisy values) favours
+    networks that ignore each pixel's own value, and kept the base model where the estimate, and the clean
+    image, preferred the fine-tuned one (benchmarks/selfsupervised.py)."""
+    return estimated if estimated is not None else val_psnr
+
+
+def _forward(net, x: torch.Tensor, device, precision: str) -> torch.Tensor:
+    """The network on a batch under the run's autocast, as float32."""
+    with autocast(device, precision):
+        return net(x).float()
+
+
+def _objective(opts: FinetuneOptions, train: list[TrainImage], correlation=None):
+    """The self-supervised objective of ``opts.mode``; for 'recorrupted' with the noise model fitted on the
+    normalised training images (central crops of up to 4 planes each, the crops of the smallest image's side).
+    Mode 'self-supervised' falls back to ``FALLBACK_SELF_SUPERVISED`` where that fit fails (e.g. a flat image)."""
+    from ..estimate.noise import estimate_noise
+
+    noise = None
+    if resolve_mode(opts.mode) == "recorrupted":
+        side = min(NOISE_SIDE, *(min(im.shape[2:]) for im in train))
+        crops = []
+        for im in train:
+            n, _, h, w = im.shape
+            crops += [im.normalizer.forward(im.read("noisy", p, (h - side) // 2, (w - side) // 2, side)[None])[0]
+                      for p in range(min(n, 4))]  # fmt: skip
+        try:
+            noise = estimate_noise(np.stack(crops), axes="ZCYX")
+        except InvalidInputError as exc:
+            if opts.mode == "self-supervised":  # the default needs the noise model; the card names what ran
+                return make_objective(FALLBACK_SELF_SUPERVISED, correlation=correlation)
+            raise InvalidInputError(f"mode 'recorrupted' needs the noise model, which could not be fitted ({exc}); "
+                                    "accepted: another self-supervised mode, e.g. 'neighbor2neighbor'") from None  # fmt: skip
+    return make_objective(opts.mode, mask_fraction=opts.mask_fraction, noise=noise, correlation=correlation)
+
+
+def _training_correlation(opts: FinetuneOptions, train: list[TrainImage]):
+    """Self-supervised runs with ``noise_correlation='auto'``: the noise autocorrelation of the noisy training
+    images (central crops of the smallest image's side, at most 512 px, of up to 8 planes in all); None when
+    not asked for, or when the images are too small or too flat to measure it."""
+    from ..estimate.correlation import SIDE, correlation_of_sample
+
+    if not is_self_supervised(opts.mode) or opts.noise_correlation == "off":
+        return None
+    side = min(SIDE, *(min(im.shape[2:]) for im in train))
+    per_image = max(1, MAX_CORRELATION_PLANES // len(train))
+    crops = []
+    for im in train[:MAX_CORRELATION_PLANES]:
+        n, _, h, w = im.shape
+        planes = np.unique(np.linspace(0, n - 1, min(n, per_image)).round().astype(int))
+        crops += [im.read("noisy", int(p), (h - side) // 2, (w - side) // 2, side) for p in planes]
+    try:
+        return correlation_of_sample(np.stack(crops).astype(np.float64))
+    except InvalidInputError:  # too small or flat to measure: trained as pixel-independent, and the card says so
+        return None
+
+
+def _correlation_record(opts: FinetuneOptions, correlation) -> dict:
+    """The card's ``training.noise_correlation`` for a self-supervised run (empty for other modes)."""
+    if not is_self_supervised(opts.mode):
+        return {}
+    if correlation is None:
+        note = "off" if opts.noise_correlation == "off" else "not measured (images too small or flat)"
+        return {"noise_correlation": {"setting": opts.noise_correlation, "summary": note}}
+    return {"noise_correlation": {"setting": opts.noise_correlation, "correlated": correlation.correlated,
+                                  "direction": correlation.direction, "length": correlation.length,
+                                  "summary": correlation.describe()}}  # fmt: skip
+
+
 def _make_sampler(opts: FinetuneOptions, train: list[TrainImage], patch: int, rng: np.random.Generator, device):
     """The numpy PatchSampler, or for synthetic noise on a GPU the DevicePatchSampler (see ``sampler``)."""
     on_device = opts.sampler == "device" or (
-        opts.sampler == "auto" and opts.mode == "synthetic" and device.type == "cuda" and device_sampler_fits(train, device)
-    )
+        opts.sampler == "auto" and opts.mode == "synthetic" and device.type == "cuda" and not opts.context
+        and device_sampler_fits(train, device)
+    )  # fmt: skip
     if on_device:
         return DevicePatchSampler(train, patch, rng, opts.noise_model, device)
-    return PatchSampler(train, patch, opts.mode, rng, opts.noise_model)
+    return PatchSampler(train, patch, "self-supervised" if is_self_supervised(opts.mode) else opts.mode, rng, opts.noise_model)
 
 
 def _step_patches(smallest: int, largest: int, batch_size: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -486,10 +606,12 @@ def finetune(
     noisy : array, list of arrays, or folder of TIFFs
         Noisy images: YX, ZYX, TZYX, YXC ... (planes of stacks are used); any real dtype.
     clean : same as ``noisy``, optional
-        Matched targets (by order, or by file name in folders); None with ``mode="self-supervised"``.
+        Matched targets (by order, or by file name in folders); None with a self-supervised mode.
     base : str or GAMAIR
         "default", a model name/path/network, or "scratch:<preset>".
-    mode : {"supervised", "self-supervised", "synthetic"}
+    mode : {"supervised", "self-supervised", "neighbor2neighbor", "recorrupted", "blind-spot", "synthetic"}
+        Self-supervised modes train on ``noisy`` alone; "self-supervised" is the best measured of them
+        (Recorrupted-to-Recorrupted), "blind-spot" is Noise2Void (see ``training.objectives``).
     steps, max_minutes : int, float, optional
         Stop after this many steps or minutes; without either, a default from the data size.
     progress : callable(FinetuneProgress), optional

@@ -20,13 +20,18 @@ import torch
 from ..engine.runtime import DEVICES, PRECISIONS, pick_device, pick_precision
 from ..errors import InvalidInputError, ModelFileError
 from .data import TrainImage, held_out_images, split_row, split_validation
-from .datasets import as_train_images
+from .datasets import as_train_images, context_axis, first_axes
+from ..model.context import check_axis, check_planes, context_of, plane_channels
 from .losses import LOSSES
+from .objectives import SELF_SUPERVISED_MODES
 from ..zoo.card import name_problem
 from .noise import NoiseModel
 
-MODES = ("supervised", "self-supervised", "synthetic")
+MODES = ("supervised", *SELF_SUPERVISED_MODES, "synthetic")
+"finetune modes; the self-supervised ones (noisy images alone) are described in training.objectives."
 SAMPLERS = ("auto", "cpu", "device")
+NOISE_CORRELATION = ("auto", "off")
+"noise_correlation: measure the noise autocorrelation and mask along correlated neighbours, or not."
 PATCH_STEP = 16
 "A (smallest, largest) patch_size draws sides smallest + 16 k, so largest - smallest is a multiple of it."
 MIN_PATCH = 16
@@ -81,6 +86,8 @@ class CheckedRun:
     largest: int
     scratch: bool
     "Whether ``base`` is an untrained preset (the default learning rate depends on it)."
+    context: tuple[int, str] = (0, "")
+    "Neighbouring planes on each side and their axis (``context_axis`` resolved); (0, '') without context."
 
 
 def _is_int(value) -> bool:
@@ -144,6 +151,12 @@ def _check_scalars(opts) -> None:
     if opts.resume and opts.checkpoint is None:
         raise InvalidInputError("resume=True needs checkpoint= (the path stem to continue from); accepted: resume=False without one")
     _one_of("sampler", opts.sampler, SAMPLERS)
+    _one_of("noise_correlation", opts.noise_correlation, NOISE_CORRELATION)
+    check_planes(opts.context, "context")
+    if opts.context_axis is not None:
+        check_axis(opts.context_axis, "context_axis")
+    if opts.context and opts.sampler == "device":
+        raise InvalidInputError(f"sampler 'device' draws one plane per patch; with context {opts.context} accepted: 'cpu' or 'auto'")
     if opts.sampler == "device" and opts.mode != "synthetic":
         raise InvalidInputError(f"sampler 'device' draws synthetic noise; mode {opts.mode!r} needs sampler 'cpu' or 'auto'")
     if opts.mode == "synthetic" and not isinstance(opts.noise_model, NoiseModel):
@@ -171,9 +184,10 @@ def _patch_sides(patch_size) -> tuple[int, int] | None:
     return int(sides[0]), int(sides[1])
 
 
-def _base(base, channels: int) -> tuple[int, bool]:
+def _base(base, channels: int, context: tuple[int, str] = (0, "")) -> tuple[int, bool]:
     """(levels of the base network, whether it is an untrained preset), after checking that it resolves and
-    takes ``channels`` channels. Nothing is built here: a named model's card is read, not its weights."""
+    takes ``channels`` channels per plane, and that a context base has the run's ``context`` (a 2-D base gets
+    it: model.context.add_context). Nothing is built here: a named model's card is read, not its weights."""
     from ..model.presets import PRESETS
     from ..zoo.store import read_card, resolve_model_path
 
@@ -211,6 +225,13 @@ def _base(base, channels: int) -> tuple[int, bool]:
         raise InvalidInputError(
             f"base must be 'default', a model name or path, a GAMA-IR network or 'scratch:<preset>', got {type(base).__name__}"
         )
+    has = context_of(card)
+    if has[0] and has != context:
+        raise InvalidInputError(
+            f"base model {name!r} sees {has[0]} neighbouring plane(s) on each side along {has[1]}, the run asks for context "
+            f"{context[0]}{' along ' + context[1] if context[0] else ''}; accepted: context={has[0]}, context_axis={has[1]!r}, or a 2-D base"
+        )
+    in_channels = plane_channels(card)
     if in_channels != channels:
         raise InvalidInputError(f"base model {name!r} takes {in_channels} channel(s), the data has {channels}; accepted: a base with {channels}")
     return levels, False
@@ -294,22 +315,26 @@ def validate_options(opts) -> CheckedRun:
         raise InvalidInputError(f"device {opts.device!r} is not known ({exc}); accepted: {', '.join(DEVICES)} or 'cuda:N'") from None
     precision = training_precision(opts.precision, device)
 
-    images = as_train_images(opts.noisy, opts.clean, opts.mode, opts.axes)
+    context = (0, "")
+    if opts.context:
+        context = (opts.context, (opts.context_axis or context_axis(first_axes(opts.noisy, opts.clean, opts.mode, opts.axes))).upper())
+    images = as_train_images(opts.noisy, opts.clean, opts.mode, opts.axes, context=context)
     channels = images[0].shape[1]
     if opts.val_images is not None:  # explicit held-out images: clean arrays (synthetic) or (noisy, clean) pairs
         pairs = opts.mode != "synthetic"
         val_noisy = [p[0] for p in opts.val_images] if pairs else None
         val_clean = [p[1] for p in opts.val_images] if pairs else list(opts.val_images)
-        train, val = images, as_train_images(val_noisy, val_clean, "supervised" if pairs else "synthetic", opts.axes, "val_images ")
+        train, val = images, as_train_images(val_noisy, val_clean, "supervised" if pairs else "synthetic", opts.axes, "val_images ",
+                                             context)  # fmt: skip
         if val[0].shape[1] != channels:
             raise InvalidInputError(f"val_images have {val[0].shape[1]} channel(s), the training images {channels}; accepted: the same")
     else:
         train, val = split_validation(images, opts.val_fraction)
-    levels, scratch = _base(opts.base, channels)
+    levels, scratch = _base(opts.base, channels, context)
     smallest, largest = _check_sizes(opts, images, train, val, sides, 2**levels)
     if opts.lr is None and opts.min_lr > (1e-3 if scratch else 2e-4):
         raise InvalidInputError(f"min_lr must be at most the learning rate ({1e-3 if scratch else 2e-4} with lr=None), got {opts.min_lr!r}")
-    return CheckedRun(device, precision, images, train, val, channels, smallest, largest, scratch)
+    return CheckedRun(device, precision, images, train, val, channels, smallest, largest, scratch, context)
 
 
 def check_finetune_call(options: dict, progress, cancel) -> None:

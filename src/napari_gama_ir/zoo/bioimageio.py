@@ -270,8 +270,14 @@ def _as_network(model) -> nn.Module:
             raise InvalidInputError("the model has no card: build it with build_model() or load_model()")
         net = copy.deepcopy(model).to("cpu").float().eval()  # the caller's model is left as it is
         net.card = model.card
-        return net
-    return load_model(model, device="cpu")
+    else:
+        net = load_model(model, device="cpu")
+    if getattr(net.card, "context", None):  # a package's tensors are one plane: no neighbours to give it
+        raise InvalidInputError(
+            f"model {net.card.name!r} sees neighbouring planes ({net.card.context}); accepted for bioimage.io export: "
+            "a 2-D model (without context)"
+        )
+    return net
 
 
 def raw_intensity_network(net: nn.Module) -> nn.Module:
@@ -408,14 +414,24 @@ def _write_weights(fmt: str, net: nn.Module, path: Path, test_in: np.ndarray) ->
             traced = torch.jit.trace(net, x, check_trace=False)
             traced.save(str(path))
             return
-        import warnings
+    export_onnx(net, x, path)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
-            torch.onnx.export(
-                net, (x,), str(path), dynamo=False, opset_version=ONNX_OPSET, input_names=["input"],
-                output_names=["output"], dynamic_axes={n: {0: "batch", 2: "y", 3: "x"} for n in ("input", "output")},
-            )  # fmt: skip
+
+def export_onnx(net: nn.Module, x: torch.Tensor, target) -> None:
+    """Write ``net`` as ONNX (opset :data:`ONNX_OPSET`, traced in ``export_mode`` on the example ``x``, a
+    B x C x H x W float32 tensor with H and W multiples of ``2 ** levels``) to ``target``, a path or a
+    binary file object; batch, H and W stay free ("batch", "y", "x"). Input "input", output "output"."""
+    import warnings
+
+    from ..model.gama_ir import export_mode
+
+    with torch.no_grad(), export_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            net, (x,), target if hasattr(target, "write") else str(target), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={n: {0: "batch", 2: "y", 3: "x"} for n in ("input", "output")},
+        )  # fmt: skip
 
 
 def _pytorch_version() -> str:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..errors import InvalidInputError, ModelFileError
 from ..io.normalize import DEFAULT_PERCENTILES
+from ..model.context import CONTEXT_AXES, MAX_CONTEXT
 from ..model.gama_ir import MEAN_MODES
 
 FORMAT_VERSION = 2
@@ -76,6 +77,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     "Held-out metrics and what they were measured on; ``metrics['summary']`` is one line of text."
     license: str = "BSD-3-Clause"
+    context: dict[str, Any] = field(default_factory=dict)
+    "Neighbouring planes the model sees, e.g. {'planes': 2, 'axis': 'Z'} (planes on each side); {} for a 2-D model."
 
     @property
     def in_channels(self) -> int:
@@ -93,7 +96,10 @@ class ModelCard:
     def summary(self) -> str:
         """One line for pickers and listings."""
         psnr = self.metrics.get("summary", "")
-        kind = "RGB" if self.in_channels == 3 else f"{self.in_channels}-channel" if self.in_channels > 1 else "gray"
+        c = self.out_channels if self.context else self.in_channels
+        kind = "RGB" if c == 3 else f"{c}-channel" if c > 1 else "gray"
+        if self.context:
+            kind += f", {self.context['planes']} neighbouring planes on each side along {self.context['axis']}"
         parts = [self.name, f"{self.preset}, {kind}", self.description, psnr]
         return " | ".join(p for p in parts if p)
 
@@ -102,8 +108,12 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         """The card as format 2 data: a nested training record (a fine-tuned model's ``previous_phase``)
-        is flattened into ``phases`` and totals (:func:`flatten_card_data`)."""
-        return flatten_card_data(dataclasses.asdict(self))
+        is flattened into ``phases`` and totals (:func:`flatten_card_data`). A 2-D model's card has no
+        ``context`` key, as before context models existed."""
+        data = dataclasses.asdict(self)
+        if not data["context"]:
+            del data["context"]
+        return flatten_card_data(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -174,6 +184,7 @@ MODEL_ARGS_SCHEMA: dict[str, tuple[Check, str]] = {
     "use_gama": (lambda v: isinstance(v, bool), "true or false"),
     "mean_mode": (lambda v: v in MEAN_MODES, " or ".join(map(repr, MEAN_MODES))),
     "local_size": (_int(1, 8192), "an int 1..8192"),
+    "context": (_int(0, MAX_CONTEXT), f"an int 0..{MAX_CONTEXT}"),
 }
 
 NORMALIZATION_SCHEMA: dict[str, tuple[Check, str]] = {
@@ -227,6 +238,12 @@ PHASE_KEYS = ("steps", "seconds", "device", "precision", "command")
 CARD_SCHEMA_V2: dict[str, tuple[Check, str, bool]] = {
     **CARD_SCHEMA_V1,
     "format_version": (lambda v: _is_int(v) and v == 2, "2", True),
+    "context": (lambda v: isinstance(v, dict), "an object {'planes': k, 'axis': 'Z' or 'T'}, or {}", False),
+}
+
+CONTEXT_SCHEMA: dict[str, tuple[Check, str]] = {
+    "planes": (_int(1, MAX_CONTEXT), f"an int 1..{MAX_CONTEXT} (planes on each side)"),
+    "axis": (lambda v: v in CONTEXT_AXES, " or ".join(map(repr, CONTEXT_AXES))),
 }
 
 TRAINING_SCHEMA_V2: dict[str, tuple[Check, str]] = {
@@ -364,9 +381,24 @@ def validate_card_data(data: Any, source: str = "<dict>") -> None:
     if not low < high:
         raise _fail(source, "normalization.low", low, f"a number 0..100 below high ({high})")
     _check_object(source, "inference", data.get("inference", {}), INFERENCE_SCHEMA)
+    _check_context(source, data.get("context", {}), args)
     summary = data.get("metrics", {}).get("summary", "")
     if not isinstance(summary, str):
         raise _fail(source, "metrics.summary", summary, "a str")
+
+
+def _check_context(source: str, context: dict, args: dict) -> None:
+    """A context record is complete and agrees with the network: ``model_args.context`` planes on each
+    side, ``in_channels == out_channels * (2 * planes + 1)``."""
+    _check_object(source, "context", context, CONTEXT_SCHEMA)
+    planes = context.get("planes", 0)
+    if context and set(context) != set(CONTEXT_SCHEMA):
+        raise _fail(source, "context", context, "an object with both 'planes' and 'axis', or {}")
+    if args.get("context", 0) != planes:
+        raise _fail(source, "model_args.context", args.get("context", 0), f"{planes}, the card's context planes")
+    cin, cout = args.get("in_channels", 1), args.get("out_channels") or args.get("in_channels", 1)
+    if planes and cin != cout * (2 * planes + 1):
+        raise _fail(source, "model_args.in_channels", cin, f"out_channels x {2 * planes + 1} = {cout * (2 * planes + 1)} (context {planes})")
 
 
 def _block_parameters(c: int, expand: int, kernel_size: int, use_gama: bool) -> int:
