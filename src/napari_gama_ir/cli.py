@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="restore each plane from K neighbouring planes on each side as well (0..7; stacks only; default 0)")
     t.add_argument("--context-axis", default=None, choices=["Z", "T", "z", "t"],
                    help="axis of those planes (default: Z where the data has Z, else T)")
+    from .model.context import CONTEXT_STARTS
+
+    t.add_argument("--context-start", default=CONTEXT_STARTS[0], choices=CONTEXT_STARTS,
+                   help="a 2-D base starts on the planes' running mean ('mean', default) or the centre plane ('centre')")
     from .training.validate import NOISE_CORRELATION
 
     t.add_argument("--noise-correlation", default="auto", choices=NOISE_CORRELATION,
@@ -315,7 +319,7 @@ def _cmd_train(args) -> int:
         noisy=args.noisy, clean=args.clean, base=args.base, mode=mode, steps=args.steps, max_minutes=args.minutes,
         patch_size=_patch_size(args.patch_size), batch_size=args.batch_size, lr=args.lr, axes=args.axes, device=args.device,
         precision=args.precision, seed=args.seed, name=Path(args.output).stem, context=args.context,
-        context_axis=args.context_axis, noise_correlation=args.noise_correlation,
+        context_axis=args.context_axis, context_start=args.context_start, noise_correlation=args.noise_correlation,
     )  # fmt: skip
     bar = None
 

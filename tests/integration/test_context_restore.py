@@ -129,11 +129,14 @@ def test_finetune_with_context_trains_a_context_model_that_restores_stacks(tmp_p
     for mode, target in (("self-supervised", None), ("blind-spot", None), ("supervised", clean)):
         net = finetune(noisy, target, mode=mode, context=1, **kwargs)
         assert net.card.context == {"planes": 1, "axis": "Z"} and net.context == 1, mode
+        assert net.card.training["context_start"] == "mean", mode
+    centre = finetune(noisy, mode="self-supervised", context=1, context_start="centre", **kwargs)
+    assert centre.card.training["context_start"] == "centre"
     loaded = load_model(save_model(net, tmp_path / "ctx"))
     out = restore(noisy, loaded, axes="ZYX")
     assert out.shape == noisy.shape
     again = finetune(noisy, mode="self-supervised", **{**kwargs, "base": loaded}, context=1)  # continues it
-    assert again.card.context == {"planes": 1, "axis": "Z"}
+    assert again.card.context == {"planes": 1, "axis": "Z"} and "context_start" not in again.card.training
     with pytest.raises(InvalidInputError, match="sees 1 neighbouring plane.*context 2"):
         finetune(noisy, mode="self-supervised", **{**kwargs, "base": loaded}, context=2)
 
@@ -145,6 +148,7 @@ def test_finetune_with_context_trains_a_context_model_that_restores_stacks(tmp_p
     (np.zeros((6, 48, 48), np.float32), {"context": -1, "axes": "ZYX"}, "context must be an int 0..7"),
     (np.zeros((6, 48, 48), np.float32), {"context": "2", "axes": "ZYX"}, "context must be an int 0..7"),
     (np.zeros((6, 48, 48), np.float32), {"context": 1, "context_axis": "X", "axes": "ZYX"}, "context_axis must be one of"),
+    (np.zeros((6, 48, 48), np.float32), {"context": 1, "context_start": "zeros", "axes": "ZYX"}, "context_start must be one of"),
 ])  # fmt: skip
 def test_finetune_refuses_context_it_cannot_use(tiny_model, data, options, match):
     with pytest.raises(InvalidInputError, match=match):

@@ -16,10 +16,10 @@ from napari_gama_ir.zoo.card import ModelCard
 
 
 @pytest.mark.parametrize("planes, channels", [(1, 1), (2, 1), (1, 3)])
-def test_add_context_restores_exactly_as_the_2d_model(make_tiny, planes, channels):
+def test_add_context_centre_start_restores_exactly_as_the_2d_model(make_tiny, planes, channels):
     net = make_tiny(seed=3, in_channels=channels)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    wide = add_context(net, planes, "Z")
+    wide = add_context(net, planes, "Z", start="centre")
     x = torch.randn(2, channels * (2 * planes + 1), 32, 40, generator=torch.Generator().manual_seed(0))
     centre = x[:, planes * channels : (planes + 1) * channels]
     with torch.no_grad():
@@ -27,6 +27,19 @@ def test_add_context_restores_exactly_as_the_2d_model(make_tiny, planes, channel
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the 2-D model is untouched
     assert wide.card.context == {"planes": planes, "axis": "Z"} and net.card.context == {}
     assert wide.card.model_args["in_channels"] == channels * (2 * planes + 1) and wide.card.out_channels == channels
+
+
+@pytest.mark.parametrize("planes, channels", [(1, 1), (2, 1), (1, 3)])
+def test_add_context_mean_start_restores_the_mean_of_the_planes(make_tiny, planes, channels):
+    net = make_tiny(seed=3, in_channels=channels)
+    wide = add_context(net, planes, "Z")  # the default start: the 2-D model on the planes' running mean
+    x = torch.randn(2, channels * (2 * planes + 1), 32, 40, generator=torch.Generator().manual_seed(0))
+    mean = x.reshape(2, 2 * planes + 1, channels, 32, 40).mean(1)
+    with torch.no_grad():
+        assert torch.allclose(wide(x), net(mean), atol=1e-5)
+        assert not torch.allclose(wide(x), net(x[:, planes * channels : (planes + 1) * channels]), atol=1e-3)
+    with pytest.raises(InvalidInputError, match="'mean', 'centre'"):
+        add_context(net, planes, "Z", start="zeros")
 
 
 def test_a_trained_context_model_uses_its_neighbours(make_tiny):

@@ -20,6 +20,11 @@ CONTEXT_AXES = ("Z", "T")
 "Axes along which a context model's neighbouring planes may lie."
 MAX_CONTEXT = 7
 "Most neighbouring planes on each side a context model may see."
+CONTEXT_STARTS = ("mean", "centre")
+"""How a context model starts from a 2-D one (:func:`add_context`): 'mean' runs the 2-D model on the mean of the
+planes (the running mean along the axis, as binning), 'centre' on the centre plane alone (zero weights on the
+others). 'mean' is the default: self-supervised fine-tuning from it beat binning with the shipped model, and
+from 'centre' it did not (docs/training.md, 'Neighbouring planes')."""
 
 
 def context_of(card) -> tuple[int, str]:
@@ -41,6 +46,13 @@ def check_planes(planes: object, what: str = "context") -> int:
     return int(planes)
 
 
+def check_start(start: object, what: str = "context_start") -> str:
+    """``start`` as one of :data:`CONTEXT_STARTS`, else InvalidInputError."""
+    if start not in CONTEXT_STARTS:
+        raise InvalidInputError(f"{what} must be one of {', '.join(map(repr, CONTEXT_STARTS))}, got {start!r}")
+    return start
+
+
 def check_axis(axis: object, what: str = "context_axis") -> str:
     """``axis`` as "Z" or "T" (any case), else InvalidInputError."""
     if not isinstance(axis, str) or axis.upper() not in CONTEXT_AXES:
@@ -48,11 +60,14 @@ def check_axis(axis: object, what: str = "context_axis") -> str:
     return axis.upper()
 
 
-def add_context(net: GAMAIR, planes: int, axis: str) -> GAMAIR:
+def add_context(net: GAMAIR, planes: int, axis: str, start: str = CONTEXT_STARTS[0]) -> GAMAIR:
     """A new network that sees ``planes`` neighbouring planes on each side along ``axis``, made from a 2-D one.
 
-    Its intro convolution takes ``C * (2 * planes + 1)`` channels: the 2-D model's weights on the centre
-    plane and zeros on the others, so until it is trained its output equals the 2-D model's exactly.
+    Its intro convolution takes ``C * (2 * planes + 1)`` channels. With ``start="mean"`` every plane gets the
+    2-D model's weights divided by ``2 * planes + 1`` and the residual mix (``GAMAIR.plane_mix``) is the
+    planes' mean, so until it is trained its output equals the 2-D model's output on the mean of the planes
+    (to float rounding: the first convolution is linear). With ``start="centre"`` the centre plane gets the
+    2-D model's weights and the others zeros, so its output equals the 2-D model's exactly.
     Every other tensor is copied; ``net`` is left as it is.
 
     Parameters
@@ -64,6 +79,8 @@ def add_context(net: GAMAIR, planes: int, axis: str) -> GAMAIR:
         Neighbouring planes on each side, 1..MAX_CONTEXT (``zoo.card.MAX_CONTEXT``).
     axis : {"Z", "T"}
         Axis of the stacks the model is for.
+    start : {"mean", "centre"}
+        What the new model computes before training (:data:`CONTEXT_STARTS`).
 
     Returns
     -------
@@ -71,7 +88,7 @@ def add_context(net: GAMAIR, planes: int, axis: str) -> GAMAIR:
         In eval mode, with ``card.context == {"planes": planes, "axis": axis}`` and its ``model_args``
         (``in_channels``, ``context``) updated.
     """
-    planes, axis = check_planes(planes), check_axis(axis)
+    planes, axis, start = check_planes(planes), check_axis(axis), check_start(start, "start")
     if planes == 0:
         raise InvalidInputError("context must be at least 1 neighbouring plane on each side to add context, got 0")
     card = getattr(net, "card", None)
@@ -88,9 +105,14 @@ def add_context(net: GAMAIR, planes: int, axis: str) -> GAMAIR:
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     intro = state["intro.weight"]  # width x C x 3 x 3
     wide = torch.zeros(intro.shape[0], c * (2 * planes + 1), *intro.shape[2:], dtype=intro.dtype)
-    wide[:, planes * c : (planes + 1) * c] = intro
+    n = 2 * planes + 1
+    if start == "mean":
+        wide[:] = (intro / n).repeat(1, n, 1, 1)
+        state["plane_mix"] = torch.full((n,), 1.0 / n, dtype=intro.dtype)
+    else:
+        wide[:, planes * c : (planes + 1) * c] = intro
+        state["plane_mix"] = out.plane_mix.detach().clone()  # one-hot: the centre plane alone
     state["intro.weight"] = wide
-    state["plane_mix"] = out.plane_mix.detach().clone()  # the residual: the centre plane alone, until trained
     out.load_state_dict(state)
     for src, dst in zip(net.modules(), out.modules()):  # GAMA's mean mode and box size as the 2-D model runs
         if hasattr(src, "mean_mode"):

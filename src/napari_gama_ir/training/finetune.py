@@ -22,7 +22,7 @@ import torch
 from ..engine.runtime import autocast
 from ..errors import FinetuneCancelled, InvalidInputError
 from ..io.normalize import DEFAULT_PERCENTILES
-from ..model.context import add_context, context_of, plane_channels
+from ..model.context import CONTEXT_STARTS, add_context, context_of, plane_channels
 from ..model.presets import build_model
 from ..zoo.store import load_model
 from .objectives import FALLBACK_SELF_SUPERVISED, BlindSpot, is_self_supervised, make_objective, resolve_mode
@@ -106,9 +106,11 @@ class FinetuneOptions:
     noise_correlation: str = "auto"
     "Self-supervised modes: 'auto' measures the noise autocorrelation on the noisy training images before\n    training (estimate.correlation) and, when neighbours share noise, hides them too (structN2V masks along\n    that direction); 'off' treats the noise as pixel-independent."
     context: int = 0
-    "Neighbouring planes on each side the model sees (0..7; 0: plane by plane). A 2-D base gets them with\n    zero weights (model.context.add_context); a context base must have the same context and axis."
+    "Neighbouring planes on each side the model sees (0..7; 0: plane by plane). A 2-D base gets them through\n    model.context.add_context (see ``context_start``); a context base must have the same context and axis."
     context_axis: str | None = None
     "'Z' or 'T': the axis of those planes; None: Z where the data has Z, else T."
+    context_start: str = CONTEXT_STARTS[0]
+    "How a 2-D base starts as a context model: 'mean' (the base on the planes' running mean) or 'centre' (the\n    base on the centre plane, zero weights on the others); see model.context.CONTEXT_STARTS."
 
 
 @dataclass(frozen=True)
@@ -170,12 +172,13 @@ def _parameter_groups(net) -> list[dict]:
 
 
 def _build_network(opts: FinetuneOptions, channels: int, context: tuple[int, str] = (0, "")):
-    """Model: a loaded one, a shipped/user one, or a fresh preset ('scratch:<preset>'); a 2-D one gets
-    ``context`` (planes on each side, axis) through :func:`~napari_gama_ir.model.context.add_context`."""
+    """(network, base name, from scratch, context start): a loaded model, a shipped/user one, or a fresh preset
+    ('scratch:<preset>'); a 2-D one gets ``context`` (planes on each side, axis) through
+    :func:`~napari_gama_ir.model.context.add_context`, and the start is ``opts.context_start`` (else None)."""
     net, name, scratch = _base_network(opts, channels)
     if context[0] and not context_of(net.card)[0]:
-        net = add_context(net, *context)
-    return net, name, scratch
+        return add_context(net, *context, start=opts.context_start), name, scratch, opts.context_start
+    return net, name, scratch, None
 
 
 def _base_network(opts: FinetuneOptions, channels: int):
@@ -318,7 +321,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     estimate_inputs = _estimate_inputs(opts, val, val_batches)
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
-    net, base_name, scratch = _build_network(opts, channels, checked.context)
+    net, base_name, scratch, context_start = _build_network(opts, channels, checked.context)
     net.to(device).train()
     centre = _centre(net)  # the input channels of the plane being restored (all of them without context)
     peak_lr = opts.lr if opts.lr is not None else (1e-3 if scratch else 2e-4)
@@ -424,6 +427,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         training={
             "base_model": base_name,
             "mode": opts.mode,
+            **({"context_start": context_start} if context_start else {}),
             "data": opts.data_note or _data_summary(images),
             "noise": opts.noise_model.to_dict() if opts.noise_model else "real (as given)",
             "steps": step,

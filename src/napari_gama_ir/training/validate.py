@@ -21,7 +21,7 @@ from ..engine.runtime import DEVICES, PRECISIONS, pick_device, pick_precision
 from ..errors import InvalidInputError, ModelFileError
 from .data import TrainImage, held_out_images, split_row, split_validation
 from .datasets import as_train_images, context_axis, first_axes
-from ..model.context import check_axis, check_planes, context_of, plane_channels
+from ..model.context import check_axis, check_planes, check_start, context_of, plane_channels
 from .losses import LOSSES
 from .objectives import SELF_SUPERVISED_MODES
 from ..zoo.card import name_problem
@@ -155,6 +155,7 @@ def _check_scalars(opts) -> None:
     check_planes(opts.context, "context")
     if opts.context_axis is not None:
         check_axis(opts.context_axis, "context_axis")
+    check_start(opts.context_start, "context_start")
     if opts.context and opts.sampler == "device":
         raise InvalidInputError(f"sampler 'device' draws one plane per patch; with context {opts.context} accepted: 'cpu' or 'auto'")
     if opts.sampler == "device" and opts.mode != "synthetic":
