@@ -36,6 +36,7 @@ from benchmarks.fluorescence import add_noise
 from scripts._dev import datasets
 
 from napari_gama_ir import finetune, load_model, restore
+from napari_gama_ir.model.context import CONTEXT_STARTS
 from napari_gama_ir.training.losses import psnr, ssim
 
 STACKS = {
@@ -77,8 +78,9 @@ def best_blur(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
 def fine_tuned(noisy: np.ndarray, axes: str, base: str, context: int, args) -> tuple[np.ndarray, str]:
     """Fine-tune ``base`` self-supervised on ``noisy`` (with ``context`` planes on each side), restore it."""
     budget = dict(steps=args.steps) if args.steps else dict(steps=1_000_000, max_minutes=args.minutes)
+    start = dict(context_start=args.context_start) if context else {}
     net = finetune(noisy, None, base=base, mode=args.mode, axes=axes, context=context, seed=args.seed,
-                   batch_size=args.batch_size, patch_size=args.patch_size, **budget)  # fmt: skip
+                   batch_size=args.batch_size, patch_size=args.patch_size, **start, **budget)  # fmt: skip
     tr = net.card.training
     return restore(noisy, net, axes=axes, device="cpu"), f"{tr['steps']} steps, {tr['seconds']:.0f} s"
 
@@ -118,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="fluorescence")
     p.add_argument("--mode", default="self-supervised", help="self-supervised mode of every fine-tune")
     p.add_argument("--contexts", type=int, nargs="+", default=[1, 2], help="planes on each side, one fine-tune each")
+    p.add_argument("--context-start", choices=CONTEXT_STARTS, default=CONTEXT_STARTS[0],
+                   help="how each context model starts from the base (model.context.add_context)")
     p.add_argument("--minutes", type=float, default=5.0, help="wall time per training run")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (overrides --minutes)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -136,7 +140,7 @@ def main(argv=None):
     print("command: python -m benchmarks.context " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"with {torch.get_num_threads()} thread(s); training budget {budget} per run, batch {args.batch_size} x "
-          f"{args.patch_size} px; data: {args.data} {AXES[args.data]} {clean.shape}; {args.peak:g} photons at 1, read noise "
+          f"{args.patch_size} px, context start {args.context_start!r}; data: {args.data} {AXES[args.data]} {clean.shape}; {args.peak:g} photons at 1, read noise "
           f"{args.read_noise:g}\n\n| method | PSNR (dB) | SSIM | training |\n|---|---|---|---|")  # fmt: skip
     for method, value, s, note in rows:
         print(f"| {method} | {value:.2f} | {s:.4f} | {note or '-'} |")

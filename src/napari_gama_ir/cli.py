@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     from .training.objectives import SELF_SUPERVISED_MODES
 
     t.add_argument("--mode", default=None, choices=["supervised", *SELF_SUPERVISED_MODES],
-                   help="default: supervised with --clean, else self-supervised (Recorrupted-to-Recorrupted; 'blind-spot' is Noise2Void)")
+                   help="default: supervised with --clean, else self-supervised (the best measured: 'blind-spot', Noise2Void)")
     t.add_argument("--base", default="default", help="model to start from, or scratch:<preset>")
     t.add_argument("--steps", type=int, default=None, help="training steps (>= 1)")
     t.add_argument("--minutes", type=float, default=None, help="stop after this wall time (> 0)")

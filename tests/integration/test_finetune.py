@@ -232,7 +232,7 @@ def test_progress_reports_psnr_in_db_and_self_supervised_runs_an_estimate(pairs)
     seen = []
     net = finetune(np.stack(noisy), None, mode="self-supervised", axes="ZYX", steps=20, progress=seen.append, **small())
     validations = [p for p in seen if p.val_psnr is not None]
-    assert [p.step for p in validations] == [0, 10, 20] and all(p.loss_name == "recorrupted mse" for p in seen)
+    assert [p.step for p in validations] == [0, 10, 20] and all(p.loss_name == "masked mse" for p in seen)
     assert all(p.train_psnr is None for p in seen)  # an MSE against noise is no PSNR
     assert all(5 < p.val_estimated_psnr < 80 for p in validations)
     v = net.card.metrics["validation"]

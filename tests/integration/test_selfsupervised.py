@@ -42,9 +42,10 @@ def test_modes_train_differently_and_each_repeats_with_the_same_seed(noisy):
         finetune(noisy, None, mode=mode, steps=3, progress=seen.append, **small())
         return [p.loss for p in seen if p.step]
 
-    blind_spot, default = losses("blind-spot"), losses("self-supervised")
-    assert blind_spot == losses("blind-spot") and default == losses("self-supervised")
-    assert blind_spot != default
+    blind_spot, neighbours, recorrupted = losses("blind-spot"), losses("neighbor2neighbor"), losses("recorrupted")
+    assert blind_spot == losses("blind-spot") and recorrupted == losses("recorrupted")
+    assert blind_spot == losses("self-supervised")  # the default is the blind-spot objective
+    assert len({tuple(blind_spot), tuple(neighbours), tuple(recorrupted)}) == 3
 
 
 def test_unknown_modes_are_refused_with_the_accepted_names(noisy, tmp_path, capsys):
@@ -66,9 +67,9 @@ def test_cli_trains_with_a_named_self_supervised_mode(noisy, tmp_path, user_mode
     assert load_model("cli-blind-spot").card.training["objective"] == "blind-spot"
 
 
-def test_without_a_noise_model_the_default_says_what_it_ran_and_recorrupted_refuses():
+def test_without_a_noise_model_the_default_runs_and_recorrupted_refuses():
     flat = np.full((64, 64), 7.0, np.float32)  # no noise to fit a model to
     net = finetune(flat, None, mode="self-supervised", steps=2, **small())
-    assert net.card.training["objective"] == "neighbor2neighbor"
+    assert net.card.training["objective"] == "blind-spot"
     with pytest.raises(InvalidInputError, match="mode 'recorrupted' needs the noise model.*accepted: .*'neighbor2neighbor'"):
         finetune(flat, None, mode="recorrupted", steps=2, **small())

@@ -133,7 +133,7 @@ def test_recorrupted_adds_noise_to_the_centre_plane_only_with_the_modelled_varia
 
 
 def test_modes_name_their_objectives():
-    assert resolve_mode("self-supervised") == "recorrupted"
+    assert resolve_mode("self-supervised") == "blind-spot"
     assert isinstance(make_objective("blind-spot", mask_fraction=0.01), BlindSpot)
     assert isinstance(make_objective("neighbor2neighbor"), Neighbor2Neighbor)
     with pytest.raises(ValueError, match="noise model"):

@@ -25,7 +25,7 @@ from ..io.normalize import DEFAULT_PERCENTILES
 from ..model.context import CONTEXT_STARTS, add_context, context_of, plane_channels
 from ..model.presets import build_model
 from ..zoo.store import load_model
-from .objectives import FALLBACK_SELF_SUPERVISED, BlindSpot, is_self_supervised, make_objective, resolve_mode
+from .objectives import BlindSpot, is_self_supervised, make_objective, resolve_mode
 from safetensors.torch import load_file
 
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, save_weights
@@ -55,7 +55,7 @@ class FinetuneOptions:
     base: Any = "default"
     "'default', a model name or path, a loaded network, or 'scratch:<preset>' to start untrained."
     mode: str = "supervised"
-    "'supervised' (noisy->clean, also Noise2Noise), 'synthetic', or a self-supervised mode on noisy images alone:\n    'self-supervised' (the best measured: 'recorrupted'), 'recorrupted', 'neighbor2neighbor' or 'blind-spot'\n    (Noise2Void); see training.objectives."
+    "'supervised' (noisy->clean, also Noise2Noise), 'synthetic', or a self-supervised mode on noisy images alone:\n    'self-supervised' (the best measured: 'blind-spot', Noise2Void), 'blind-spot', 'recorrupted' or\n    'neighbor2neighbor'; see training.objectives."
     steps: int | None = None
     "Optimiser steps, >= 1; None: from the data size (``max_minutes`` may stop earlier)."
     max_minutes: float | None = None
@@ -498,8 +498,7 @@ def _forward(net, x: torch.Tensor, device, precision: str) -> torch.Tensor:
 
 def _objective(opts: FinetuneOptions, train: list[TrainImage], correlation=None):
     """The self-supervised objective of ``opts.mode``; for 'recorrupted' with the noise model fitted on the
-    normalised training images (central crops of up to 4 planes each, the crops of the smallest image's side).
-    Mode 'self-supervised' falls back to ``FALLBACK_SELF_SUPERVISED`` where that fit fails (e.g. a flat image)."""
+    normalised training images (central crops of up to 4 planes each, the crops of the smallest image's side)."""
     from ..estimate.noise import estimate_noise
 
     noise = None
@@ -513,8 +512,6 @@ def _objective(opts: FinetuneOptions, train: list[TrainImage], correlation=None)
         try:
             noise = estimate_noise(np.stack(crops), axes="ZCYX")
         except InvalidInputError as exc:
-            if opts.mode == "self-supervised":  # the default needs the noise model; the card names what ran
-                return make_objective(FALLBACK_SELF_SUPERVISED, correlation=correlation)
             raise InvalidInputError(f"mode 'recorrupted' needs the noise model, which could not be fitted ({exc}); "
                                     "accepted: another self-supervised mode, e.g. 'neighbor2neighbor'") from None  # fmt: skip
     return make_objective(opts.mode, mask_fraction=opts.mask_fraction, noise=noise, correlation=correlation)
@@ -614,8 +611,8 @@ def finetune(
     base : str or GAMAIR
         "default", a model name/path/network, or "scratch:<preset>".
     mode : {"supervised", "self-supervised", "neighbor2neighbor", "recorrupted", "blind-spot", "synthetic"}
-        Self-supervised modes train on ``noisy`` alone; "self-supervised" is the best measured of them
-        (Recorrupted-to-Recorrupted), "blind-spot" is Noise2Void (see ``training.objectives``).
+        Self-supervised modes train on ``noisy`` alone; "self-supervised" is the best measured of them at 5
+        CPU-minutes ("blind-spot", Noise2Void); see ``training.objectives``.
     steps, max_minutes : int, float, optional
         Stop after this many steps or minutes; without either, a default from the data size.
     progress : callable(FinetuneProgress), optional

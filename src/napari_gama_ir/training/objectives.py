@@ -20,8 +20,8 @@ The modes (``finetune(mode=...)``) and their objectives:
 - ``"recorrupted"``: :class:`Recorrupted`, Recorrupted-to-Recorrupted (Pang et al., CVPR 2021); needs the
   noise model (:func:`~napari_gama_ir.estimate.noise.estimate_noise`).
 - ``"blind-spot"``: :class:`BlindSpot`, Noise2Void (Krull et al., CVPR 2019).
-- ``"self-supervised"``: the one that measured best (``DEFAULT_SELF_SUPERVISED``, benchmarks/selfsupervised.py);
-  ``FALLBACK_SELF_SUPERVISED`` where the noise model cannot be fitted.
+- ``"self-supervised"``: the one that measured best at 5 CPU-minutes (``DEFAULT_SELF_SUPERVISED``,
+  benchmarks/selfsupervised.py).
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ from .blindspot import blindspot_mask
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
-DEFAULT_SELF_SUPERVISED = "recorrupted"
+DEFAULT_SELF_SUPERVISED = "blind-spot"
 "What mode 'self-supervised' means: the objective that measured best (docs/training.md, 'Self-supervised modes')."
-FALLBACK_SELF_SUPERVISED = "neighbor2neighbor"
-"What mode 'self-supervised' uses when the noise model cannot be fitted (the card's ``training.objective`` says so)."
 SELF_SUPERVISED_MODES = ("self-supervised", "neighbor2neighbor", "recorrupted", "blind-spot")
 "The finetune modes that train on noisy images alone."
 
