@@ -9,7 +9,9 @@ its 99.9th percentile is 1 and is the "clean" reference; ``--planes`` central pl
 of ``--read-noise`` photons (2), ``noisy = (Poisson(peak * clean) + N(0, read_noise^2)) / peak``.
 
 Rows: the noisy stack; the shipped model plane by plane; the mean of each plane with its two neighbours
-(3-plane binning, reflected at the ends) restored by the shipped model; the shipped model's restored planes
+(3-plane binning, reflected at the ends) restored by the shipped model; the untrained context model
+``add_context(base, 1, axis)`` through ``restore`` (its default start is the shipped model on the running
+mean, inside the network, normalised with the percentiles of the unbinned stack); the shipped model's restored planes
 averaged with their neighbours; self-supervised fine-tunes of the shipped model on the noisy stack itself
 (``--mode``, default "self-supervised") without context and with context k for each ``--contexts`` (1 2),
 every one with the same budget (``--minutes`` of wall time, 5, or ``--steps``); and the best Gaussian blur,
@@ -36,7 +38,7 @@ from benchmarks.fluorescence import add_noise
 from scripts._dev import datasets
 
 from napari_gama_ir import finetune, load_model, restore
-from napari_gama_ir.model.context import CONTEXT_STARTS
+from napari_gama_ir.model.context import CONTEXT_STARTS, add_context
 from napari_gama_ir.training.losses import psnr, ssim
 
 STACKS = {
@@ -95,6 +97,8 @@ def context_rows(clean: np.ndarray, axes: str, args) -> list[tuple[str, float, f
         "noisy": lambda: (noisy, ""),
         f"{args.base} (shipped) plane by plane": lambda: (shipped(noisy), ""),
         "3-plane running mean, then the shipped model": lambda: (shipped(running_mean(noisy)), ""),
+        "untrained context model k=1 (start 'mean')": lambda: (
+            restore(noisy, add_context(base, 1, axes[0]), axes=axes, device="cpu"), ""),
         "shipped model, then its planes averaged with their neighbours": lambda: (running_mean(shipped(noisy)), ""),
         f"{args.mode} fine-tune, no context": lambda: fine_tuned(noisy, axes, args.base, 0, args),
         **{f"{args.mode} fine-tune, context k={k}": (lambda k=k: fine_tuned(noisy, axes, args.base, k, args)) for k in args.contexts},
