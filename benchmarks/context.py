@@ -35,6 +35,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from benchmarks.fluorescence import add_noise
+from benchmarks.selfsupervised import add_budget_arguments
 from scripts._dev import datasets
 
 from napari_gama_ir import finetune, load_model, restore
@@ -126,12 +127,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, nargs="+", default=[1, 2], help="planes on each side, one fine-tune each")
     p.add_argument("--context-start", choices=CONTEXT_STARTS, default=CONTEXT_STARTS[0],
                    help="how each context model starts from the base (model.context.add_context)")
-    p.add_argument("--minutes", type=float, default=5.0, help="wall time per training run")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (overrides --minutes)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--patch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    add_budget_arguments(p)
     return p
 
 

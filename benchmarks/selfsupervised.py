@@ -18,7 +18,8 @@ Budget per training run: ``--minutes`` of wall time (5), or ``--steps`` optimise
 
     python -m benchmarks.selfsupervised [--peaks 5 20 100] [--images 1] [--minutes 5 | --steps 400] [--threads 1]
 
-Stacks (time-lapse / Z with neighbouring planes as context): ``benchmarks/context.py``.
+``--stack`` adds, for each ``--modes`` fine-tune, the Z-stack table of ``benchmarks/context.py`` (the mode
+without context and with one neighbouring plane on each side, against 3-plane binning).
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def fine_tuned(noisy: np.ndarray, mode: str, base: str, args) -> tuple[np.ndarra
     return restore(noisy, net, device="cpu"), f"{tr['steps']} steps, {tr['seconds']:.0f} s"
 
 
+def add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    """The training budget and batch of every fine-tune (shared with ``benchmarks.context``)."""
+    p.add_argument("--minutes", type=float, default=5.0, help="wall time per training run")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (overrides --minutes)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--patch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--peaks", type=float, nargs="+", default=[5, 20, 100])
@@ -69,13 +80,10 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=1, help="how many BBBC007 test images (1-4)")
     p.add_argument("--base", default="fluorescence")
     p.add_argument("--modes", nargs="+", default=["blind-spot", "neighbor2neighbor", "recorrupted"])
-    p.add_argument("--minutes", type=float, default=5.0, help="wall time per training run")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per training run (overrides --minutes)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--patch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    add_budget_arguments(p)
     p.add_argument("--no-bm3d", action="store_true")
+    p.add_argument("--stack", action="store_true",
+                   help="also the Z-stack table of benchmarks.context (each --modes fine-tune without and with context k=1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     images = held_out_images(args.images)
@@ -104,6 +112,14 @@ def main(argv=None):
         for method in dict.fromkeys(r[2] for r in rows):
             sel = [r for r in rows if r[0] == peak and r[2] == method]
             print(f"| {method} | {np.mean([r[3] for r in sel]):.2f} | {np.mean([r[4] for r in sel]):.4f} | {sel[0][5] or '-'} |")
+    if args.stack:
+        from benchmarks import context
+
+        budget_args = ["--steps", str(args.steps)] if args.steps else ["--minutes", str(args.minutes)]
+        for mode in args.modes:
+            print(f"\nZ-stack, {mode}:\n", flush=True)
+            context.main(["--mode", mode, "--contexts", "1", "--threads", str(args.threads), "--seed", str(args.seed),
+                          "--batch-size", str(args.batch_size), "--patch-size", str(args.patch_size), *budget_args])
 
 
 if __name__ == "__main__":
