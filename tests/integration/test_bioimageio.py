@@ -158,6 +158,14 @@ def test_folder_export_and_options(models_dir, tmp_path, offline):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_a_context_model_is_refused(models_dir, tmp_path):
+    from napari_gama_ir.model.context import add_context
+
+    with pytest.raises(InvalidInputError, match="neighbouring planes.*accepted for BioImage.IO export: a 2-D model"):
+        export_bioimageio(add_context(load_model("tiny-bio"), 1, "Z"), tmp_path / "ctx.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_extra_names_the_install_command(models_dir, tmp_path, without_bioimageio):
     with pytest.raises(InvalidInputError, match=r'pip install "napari-gama-ir\[bioimageio\]"'):
         export_bioimageio("tiny-bio", tmp_path / "x.zip")

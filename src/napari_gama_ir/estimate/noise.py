@@ -93,8 +93,14 @@ def estimate_noise(data, axes: str | None = None) -> NoiseEstimate:
 def central_planes(canonical, planes: int, side: int) -> np.ndarray:
     """The central ``side`` x ``side`` crop of up to ``planes`` evenly spaced planes of a (planes, C, Y, X)
     numpy, dask or zarr-backed array, read as float64 (n, C, Y', X'): only the crops are read."""
-    n, _, h, w = canonical.shape
-    picks = np.unique(np.linspace(0, n - 1, min(n, planes)).round().astype(int))
+    n = canonical.shape[0]
+    return central_crops(canonical, np.unique(np.linspace(0, n - 1, min(n, planes)).round().astype(int)), side)
+
+
+def central_crops(canonical, picks, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` crop of the planes ``picks`` of a (planes, C, Y, X) numpy, dask or
+    zarr-backed array, read as float64 (len(picks), C, Y', X'): only the crops are read."""
+    _, _, h, w = canonical.shape
     top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
     crops = []
     for p in picks:

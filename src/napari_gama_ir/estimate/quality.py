@@ -23,7 +23,7 @@ from ..engine.options import AUTO
 from ..engine.plan import plan_restore
 from ..engine.restore import restore
 from ..errors import InvalidInputError
-from .noise import MAX_PLANES, MAX_SIDE, NoiseEstimate, central_planes, noise_of_sample
+from .noise import MAX_PLANES, MAX_SIDE, NoiseEstimate, central_crops, central_planes, noise_of_sample
 
 STEP = 0.01  # the perturbation, as a fraction of the noise's typical standard deviation
 CLIPPED_WARNING = 0.01  # above this fraction of clipped pixels the estimate is flagged as unreliable
@@ -161,11 +161,7 @@ def _context_run(plan, canonical, planes: int, side: int) -> np.ndarray:
     middle = plan.layout.planes // 2
     position = (middle // stride) % size  # the middle plane's index along the axis
     first = int(np.clip(position - planes // 2, 0, max(0, size - planes)))
-    picks = [middle + (first + i - position) * stride for i in range(min(planes, size))]
-    _, _, h, w = canonical.shape
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    crops = [canonical[p][:, top : top + side, left : left + side] for p in picks]
-    return np.stack([np.asarray(c.compute() if hasattr(c, "compute") else c, dtype=np.float64) for c in crops])
+    return central_crops(canonical, [middle + (first + i - position) * stride for i in range(min(planes, size))], side)
 
 
 def outside_training(noise: NoiseEstimate, card, data_range: float) -> str:

@@ -30,12 +30,10 @@ def _as_list(data, role: str) -> list:
 EAGER_CHECK_PLANES = 16  # planes per np.isfinite pass over an in-memory array (bounds the temporary memory)
 
 
-def _canonical(item, axes: str | None, role: str, index: int, context: tuple[int, str | None] = (0, None)):
-    """One input as a (planes, C, Y, X) view, checked: readable, numeric, not empty, finite when in memory.
-
-    With ``context = (k, axis)``, k > 0, returns ``(view, neighbour table)`` instead
-    (:func:`~napari_gama_ir.model.context.neighbour_table`); ``axis`` None is :func:`context_axis`'s.
-    """
+def _canonical(item, axes: str | None, role: str, index: int, context: tuple[int, str] = (0, "")):
+    """One input as ``(view, neighbours)``: a (planes, C, Y, X) view, checked (readable, numeric, not empty,
+    finite when in memory), and with ``context = (k, axis)``, k > 0, each plane's neighbour table
+    (:func:`~napari_gama_ir.model.context.neighbour_table`), else None."""
     try:
         src = open_input(item)
         arr = src.array
@@ -61,10 +59,9 @@ def _canonical(item, axes: str | None, role: str, index: int, context: tuple[int
                 raise non_finite_error(role, index, where)
     planes, axis = context
     if not planes:
-        return view
+        return view, None
     from ..model.context import neighbour_table
 
-    axis = axis or context_axis(ax)
     what = f"context {planes} (neighbouring planes on each side along {axis}) for {role} image {index}"
     return view, neighbour_table(ax, shape, planes, axis, what)
 
@@ -96,7 +93,7 @@ def first_axes(noisy, clean, mode: str, axes: str | None) -> str:
 
 
 def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: str = "",
-                    context: tuple[int, str | None] = (0, None)) -> list[TrainImage]:  # fmt: skip
+                    context: tuple[int, str] = (0, "")) -> list[TrainImage]:  # fmt: skip
     """Pair noisy and clean inputs (by order; folders by sorted file name) as (planes, C, Y, X) views.
 
     ``prefix`` goes before "noisy"/"clean" in error messages ("val_images " for explicit validation images).
@@ -110,8 +107,7 @@ def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: st
         if noisy_items:
             raise InvalidInputError(f"mode 'synthetic' makes its own noisy inputs from the clean images; pass {roles[0]}=None")
         views = [_canonical(c, axes, roles[1], i, context) for i, c in enumerate(clean_items)]
-        return [TrainImage(None, v[0], None, index=i, prefix=prefix, neighbours=v[1]) if context[0] else
-                TrainImage(None, v, None, index=i, prefix=prefix) for i, v in enumerate(views)]  # fmt: skip
+        return [TrainImage(None, v, None, index=i, prefix=prefix, neighbours=table) for i, (v, table) in enumerate(views)]
     if not noisy_items:
         raise InvalidInputError(f"no {roles[0]} images given; pass arrays, napari layer data, or a folder of TIFFs")
     if mode == "supervised":
@@ -127,8 +123,8 @@ def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: st
         raise InvalidInputError(f"got {len(noisy_items)} {roles[0]} but {len(clean_items)} {roles[1]} images; pairs are matched by order")
     images = []
     for i, item in enumerate(noisy_items):
-        n, table = _canonical(item, axes, roles[0], i, context) if context[0] else (_canonical(item, axes, roles[0], i), None)
-        c = _canonical(clean_items[i], axes, roles[1], i) if clean_items else None
+        n, table = _canonical(item, axes, roles[0], i, context)
+        c = _canonical(clean_items[i], axes, roles[1], i)[0] if clean_items else None
         if c is not None and tuple(c.shape) != tuple(n.shape):
             raise InvalidInputError(
                 f"pair {i}: {roles[0]} {getattr(item, 'name', '')} has (planes, C, Y, X) shape {tuple(n.shape)} but {roles[1]} has "

@@ -273,8 +273,7 @@ def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
         left -= len(crops)
         whole = dataclasses.replace(im, region=(slice(None), slice(None)))  # all of a strip's image
         n, _, h, w = whole.shape
-        side = min(NOISE_SIDE, h, w)
-        sample = [whole.read("noisy", p, (h - side) // 2, (w - side) // 2, side) for p in range(min(n, 4))]
+        sample = _central_crops(whole, range(min(n, 4)), min(NOISE_SIDE, h, w))
         try:
             noise = estimate_noise(np.stack(sample), axes="ZCYX")
         except InvalidInputError:  # e.g. a flat image: no noise to measure, so no estimate
@@ -291,9 +290,9 @@ def _estimate_psnr(net, inputs, device) -> float | None:
     from ..estimate.quality import estimate_quality
 
     scores = []
+    axes = (context_of(net.card)[1] or "Z") + "CYX"  # a context model's crops are planes along its axis
     for stack, noise, data_range in inputs:
         try:
-            axes = (context_of(net.card)[1] or "Z") + "CYX"  # a context model's crops are planes along its axis
             q = estimate_quality(stack, net, axes=axes, noise=noise, region=max(16, *stack.shape[-2:]),
                                  planes=len(stack), device=str(device))  # fmt: skip
         except InvalidInputError:
@@ -475,6 +474,13 @@ def earlier_summaries(metrics: dict) -> list[str]:
     return [*metrics.get("earlier_summaries", []), *(metrics[k] for k in legacy), *latest]
 
 
+def _central_crops(im: TrainImage, planes, side: int) -> list[np.ndarray]:
+    """The central ``side`` x ``side`` crop of each of ``planes`` of a training image's noisy planes (within
+    its region), (C, side, side) float32 each."""
+    _, _, h, w = im.shape
+    return [im.read("noisy", int(p), (h - side) // 2, (w - side) // 2, side) for p in planes]
+
+
 def _centre(net) -> slice:
     """Input channels of the plane a network restores: the centre plane of a context model, else all."""
     k = getattr(net, "context", 0)
@@ -504,11 +510,7 @@ def _objective(opts: FinetuneOptions, train: list[TrainImage], correlation=None)
     noise = None
     if resolve_mode(opts.mode) == "recorrupted":
         side = min(NOISE_SIDE, *(min(im.shape[2:]) for im in train))
-        crops = []
-        for im in train:
-            n, _, h, w = im.shape
-            crops += [im.normalizer.forward(im.read("noisy", p, (h - side) // 2, (w - side) // 2, side)[None])[0]
-                      for p in range(min(n, 4))]  # fmt: skip
+        crops = [im.normalizer.forward(crop[None])[0] for im in train for crop in _central_crops(im, range(min(im.shape[0], 4)), side)]
         try:
             noise = estimate_noise(np.stack(crops), axes="ZCYX")
         except InvalidInputError as exc:
@@ -529,9 +531,8 @@ def _training_correlation(opts: FinetuneOptions, train: list[TrainImage]):
     per_image = max(1, MAX_CORRELATION_PLANES // len(train))
     crops = []
     for im in train[:MAX_CORRELATION_PLANES]:
-        n, _, h, w = im.shape
-        planes = np.unique(np.linspace(0, n - 1, min(n, per_image)).round().astype(int))
-        crops += [im.read("noisy", int(p), (h - side) // 2, (w - side) // 2, side) for p in planes]
+        n = im.shape[0]
+        crops += _central_crops(im, np.unique(np.linspace(0, n - 1, min(n, per_image)).round().astype(int)), side)
     try:
         return correlation_of_sample(np.stack(crops).astype(np.float64))
     except InvalidInputError:  # too small or flat to measure: trained as pixel-independent, and the card says so

@@ -270,14 +270,8 @@ def _as_network(model) -> nn.Module:
             raise InvalidInputError("the model has no card: build it with build_model() or load_model()")
         net = copy.deepcopy(model).to("cpu").float().eval()  # the caller's model is left as it is
         net.card = model.card
-    else:
-        net = load_model(model, device="cpu")
-    if getattr(net.card, "context", None):  # a package's tensors are one plane: no neighbours to give it
-        raise InvalidInputError(
-            f"model {net.card.name!r} sees neighbouring planes ({net.card.context}); accepted for bioimage.io export: "
-            "a 2-D model (without context)"
-        )
-    return net
+        return net
+    return load_model(model, device="cpu")
 
 
 def raw_intensity_network(net: nn.Module) -> nn.Module:
@@ -288,11 +282,11 @@ def raw_intensity_network(net: nn.Module) -> nn.Module:
     from ..model.gama_ir import RawIntensityGAMAIR
 
     card = net.card
-    if card.in_channels != card.out_channels:
-        raise InvalidInputError(
-            f"model {card.name!r} takes {card.in_channels} input channels and gives {card.out_channels}: a package "
-            "can only be written for a model that restores each channel of one 2-D image (context models are not exported)"
-        )
+    if card.in_channels != card.out_channels:  # a context model too: a package's tensors are one plane
+        what = (f"sees neighbouring planes ({card.context})" if getattr(card, "context", None)
+                else f"takes {card.in_channels} input channels and gives {card.out_channels}")  # fmt: skip
+        raise InvalidInputError(f"model {card.name!r} {what}; accepted for BioImage.IO export: a 2-D model that "
+                                "restores each channel of one plane (without context)")  # fmt: skip
     low, high = _percentiles(card)
     raw = RawIntensityGAMAIR(**_architecture_kwargs(card), low_percentile=low, high_percentile=high,
                              clip=NORMALIZED_LIMIT, eps=EPS)  # fmt: skip
