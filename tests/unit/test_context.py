@@ -127,3 +127,16 @@ def test_the_card_schema_checks_the_context(tiny_model, change, match):
     data = add_context(tiny_model, 1, "Z").card.to_dict()
     with pytest.raises(ModelFileError, match=match):
         ModelCard.from_dict({**data, **change})
+
+
+def test_an_untrained_mean_start_context_model_restores_as_binning_does(make_tiny):
+    # restore normalises a context model's data by the running mean's percentiles, so the 'mean' start is
+    # exactly the 2-D model on the 3-plane running mean (reflected at the ends), normalisation included
+    from napari_gama_ir import restore
+
+    net = make_tiny(seed=4)
+    stack = np.random.default_rng(6).poisson(20 * np.random.default_rng(7).uniform(0.2, 1, (5, 32, 32))).astype(np.uint16)
+    padded = np.pad(stack.astype(np.float32), ((1, 1), (0, 0), (0, 0)), mode="reflect")
+    binned = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+    got = restore(stack, add_context(net, 1, "Z"), axes="ZYX", dtype="float32", device="cpu", precision="fp32")
+    np.testing.assert_allclose(got, restore(binned, net, axes="ZYX", device="cpu", precision="fp32"), rtol=1e-4, atol=1e-3)

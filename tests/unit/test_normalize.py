@@ -136,3 +136,17 @@ def test_values_beyond_an_integer_range_saturate_on_host_and_device(dtype):
     np.testing.assert_array_equal(cast_to(values, dtype), expected)
     on_device = cast(torch.from_numpy(values), dtype).numpy()
     np.testing.assert_array_equal(on_device.view(dtype) if on_device.dtype != dtype else on_device, expected)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_with_neighbours_the_percentiles_are_the_running_means(lazy):
+    rng = np.random.default_rng(5)
+    stack = rng.normal(10, 3, (6, 2, 24, 24)).astype(np.float32)  # noisy planes: the mean of 3 has a narrower range
+    table = np.array([[1, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 4]])
+    binned = stack[table].mean(axis=1)
+    data = da.from_array(stack, chunks=(1, 2, 24, 24)) if lazy else stack
+    norm = Normalizer.from_stack(data, 0.5, 99.9, neighbours=table)
+    expected = Normalizer.from_stack(binned, 0.5, 99.9)
+    np.testing.assert_allclose(norm.low, expected.low, rtol=1e-6)
+    np.testing.assert_allclose(norm.high, expected.high, rtol=1e-6)
+    assert (norm.scale < Normalizer.from_stack(stack, 0.5, 99.9).scale).all()

@@ -16,7 +16,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import OpenedInput, is_zarr_array, open_input, output_target
 from ..io.sinks import check_png_output
-from ..model.context import check_data as check_context_data, plane_channels
+from ..model.context import check_data as check_context_data, neighbour_table, plane_channels
 from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
 from ..tiling.windows import aligned_tiling
 from .options import AUTO, AUTO_OVERLAP, CPU_MAX_TILE, GPU_MAX_TILE, RestoreOptions, check_dtype
@@ -81,8 +81,6 @@ class RestorePlan:
         ``context_axis`` (reflected at the ends; :func:`~napari_gama_ir.model.context.neighbour_table`), else None."""
         if not self.context:
             return None
-        from ..model.context import neighbour_table
-
         return neighbour_table(self.axes, self.shape, self.context, self.context_axis, self.model_name)
 
     @property
@@ -234,7 +232,8 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
     normalizer = opts.normalizer
     if normalizer is None:
         low, high = (card.normalization.get(k, d) for k, d in zip(("low", "high"), DEFAULT_PERCENTILES))
-        normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high)
+        table = neighbour_table(axes, shape, context, context_axis, card.name) if context else None
+        normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high, neighbours=table)  # a context model's: the running mean's
     elif normalizer.low.shape != (layout.channels,):
         raise InvalidInputError(
             f"normalizer is for {len(normalizer.low)} channel(s), the data has {layout.channels}; "

@@ -52,18 +52,30 @@ class Normalizer:
 
     @classmethod
     def from_stack(
-        cls, stack, low_pct: float = DEFAULT_PERCENTILES[0], high_pct: float = DEFAULT_PERCENTILES[1]
+        cls, stack, low_pct: float = DEFAULT_PERCENTILES[0], high_pct: float = DEFAULT_PERCENTILES[1],
+        neighbours: np.ndarray | None = None,
     ) -> "Normalizer":
         """Percentiles per channel from a sample of a (planes, C, Y, X) numpy or dask array.
 
         At most ``MAX_SAMPLE_PLANES`` evenly spaced planes are read, each strided to about
         ``MAX_SAMPLE_PIXELS`` pixels, so this costs a few reads whatever the stack size.
+
+        With ``neighbours``, a (planes, 2k + 1) table of each plane's neighbours
+        (:func:`~napari_gama_ir.model.context.neighbour_table`), each sampled plane is replaced by the mean of
+        its 2k + 1 planes: the percentiles of the stack's running mean, the normalisation of context models
+        (a context model sees the planes' running mean, where the percentiles of the noisy planes themselves
+        would stretch its range by their noise).
         """
         n, c, h, w = stack.shape
         idx = np.unique(np.linspace(0, n - 1, min(n, MAX_SAMPLE_PLANES)).round().astype(int))
         step = max(1, int(np.sqrt(h * w / MAX_SAMPLE_PIXELS)))
-        sample = stack[idx][..., ::step, ::step]
-        sample = np.asarray(sample.compute() if hasattr(sample, "compute") else sample, dtype=np.float64)
+        if neighbours is None:
+            sample = _read(stack[idx][..., ::step, ::step])
+        else:
+            table = np.asarray(neighbours)[idx]  # (sampled planes, 2k + 1)
+            needed, where = np.unique(table, return_inverse=True)
+            planes = _read(stack[needed][..., ::step, ::step])
+            sample = planes[where.reshape(table.shape)].mean(axis=1)
         per_channel = sample.transpose(1, 0, 2, 3).reshape(c, -1)
         low, high = np.percentile(per_channel, [low_pct, high_pct], axis=1)
         kind = np.dtype(stack.dtype).kind
@@ -129,6 +141,11 @@ class Normalizer:
 
     def to_dict(self) -> dict:
         return {"low": self.low.tolist(), "high": self.high.tolist()}
+
+
+def _read(sample) -> np.ndarray:
+    """A numpy or dask sample as float64 numpy."""
+    return np.asarray(sample.compute() if hasattr(sample, "compute") else sample, dtype=np.float64)
 
 
 def largest_float_below(limit: int, float_dtype) -> float:

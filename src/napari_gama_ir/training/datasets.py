@@ -66,9 +66,10 @@ def _canonical(item, axes: str | None, role: str, index: int, context: tuple[int
     return view, neighbour_table(ax, shape, planes, axis, what)
 
 
-def _normalizer(view, role: str, index: int) -> Normalizer:
-    """The image's normaliser; NaN or inf in the pixels it samples (lazy inputs) is refused here."""
-    norm = Normalizer.from_stack(view)
+def _normalizer(view, role: str, index: int, neighbours: np.ndarray | None) -> Normalizer:
+    """The image's normaliser (with ``neighbours``, a context model's: the running mean's percentiles); NaN or
+    inf in the pixels it samples (lazy inputs) is refused here."""
+    norm = Normalizer.from_stack(view, neighbours=neighbours)
     if not (np.isfinite(norm.low).all() and np.isfinite(norm.high).all()):
         raise non_finite_error(role, index, "in the pixels sampled for its intensity range")
     return norm
@@ -130,7 +131,7 @@ def as_train_images(noisy, clean, mode: str, axes: str | None = None, prefix: st
                 f"pair {i}: {roles[0]} {getattr(item, 'name', '')} has (planes, C, Y, X) shape {tuple(n.shape)} but {roles[1]} has "
                 f"{tuple(c.shape)}; pairs must match pixel for pixel"
             )
-        images.append(TrainImage(n, c, _normalizer(n, roles[0], i), index=i, prefix=prefix, neighbours=table))
+        images.append(TrainImage(n, c, _normalizer(n, roles[0], i, table), index=i, prefix=prefix, neighbours=table))
     shapes = {im.shape[1] for im in images}
     if len(shapes) > 1:
         raise InvalidInputError(f"{roles[0]} images have different channel counts {sorted(shapes)}; train one model per channel count")

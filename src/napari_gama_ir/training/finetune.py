@@ -216,7 +216,7 @@ def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.ra
                     params = opts.noise_model.sample_params(rng)
                     noisy = np.stack([opts.noise_model.apply(c, params, rng) for c in clean])
                     centre = len(clean) // 2
-                    out.append((noisy if len(noisy) > 1 else noisy[0], clean[centre], Normalizer.from_stack(noisy[centre : centre + 1]), 1.0))
+                    out.append((noisy if len(noisy) > 1 else noisy[0], clean[centre], Normalizer.from_stack(noisy.mean(0, keepdims=True)), 1.0))
             else:  # with context the noisy crop is (2k + 1, C, size, size): the plane and its neighbours
                 noisy = im.read("noisy", plane, y, x, size) if im.neighbours is None else im.read_context("noisy", plane, y, x, size)
                 clean = im.read("clean", plane, y, x, size) if im.clean is not None else None
