@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import open_input
+from ..io.normalize import spread_planes
 
 MAX_PLANES = 8  # planes sampled from a stack (evenly spaced)
 MAX_SIDE = 1024  # each sampled plane is cropped to its central MAX_SIDE x MAX_SIDE pixels
@@ -94,7 +95,7 @@ def central_planes(canonical, planes: int, side: int) -> np.ndarray:
     """The central ``side`` x ``side`` crop of up to ``planes`` evenly spaced planes of a (planes, C, Y, X)
     numpy, dask or zarr-backed array, read as float64 (n, C, Y', X'): only the crops are read."""
     n = canonical.shape[0]
-    return central_crops(canonical, np.unique(np.linspace(0, n - 1, min(n, planes)).round().astype(int)), side)
+    return central_crops(canonical, spread_planes(n, planes), side)
 
 
 def central_crops(canonical, picks, side: int) -> np.ndarray:

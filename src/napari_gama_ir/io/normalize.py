@@ -67,7 +67,7 @@ class Normalizer:
         would stretch its range by their noise).
         """
         n, c, h, w = stack.shape
-        idx = np.unique(np.linspace(0, n - 1, min(n, MAX_SAMPLE_PLANES)).round().astype(int))
+        idx = spread_planes(n, MAX_SAMPLE_PLANES)
         step = max(1, int(np.sqrt(h * w / MAX_SAMPLE_PIXELS)))
         if neighbours is None:
             sample = _read(stack[idx][..., ::step, ::step])
@@ -141,6 +141,11 @@ class Normalizer:
 
     def to_dict(self) -> dict:
         return {"low": self.low.tolist(), "high": self.high.tolist()}
+
+
+def spread_planes(n: int, count: int) -> np.ndarray:
+    """Indices of up to ``count`` evenly spaced planes among ``n`` (first and last included), sorted, int."""
+    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(int))
 
 
 def _read(sample) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 
 from ..engine.runtime import autocast
 from ..errors import FinetuneCancelled, InvalidInputError
-from ..io.normalize import DEFAULT_PERCENTILES
+from ..io.normalize import DEFAULT_PERCENTILES, spread_planes
 from ..model.context import CONTEXT_STARTS, add_context, context_of, plane_channels
 from ..model.presets import build_model
 from ..zoo.store import load_model
@@ -200,6 +200,9 @@ def _base_network(opts: FinetuneOptions, channels: int):
     return net, net.card.name, False
 
 
+VAL_PLANES = 4  # planes of each validation image scored, evenly spaced through its stack
+
+
 def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.random.Generator):
     """Fixed (input, target, normalizer, data_range) tuples: same noise every validation."""
     out = []
@@ -207,7 +210,7 @@ def _validation_batches(opts: FinetuneOptions, val: list[TrainImage], rng: np.ra
         n, c, h, w = im.shape
         size = min(opts.val_crop, h, w)
         y, x = (h - size) // 2, (w - size) // 2
-        for plane in range(min(n, 4)):
+        for plane in spread_planes(n, VAL_PLANES):
             if opts.mode == "synthetic":
                 from ..io.normalize import Normalizer
 
@@ -273,7 +276,7 @@ def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
         left -= len(crops)
         whole = dataclasses.replace(im, region=(slice(None), slice(None)))  # all of a strip's image
         n, _, h, w = whole.shape
-        sample = _central_crops(whole, range(min(n, 4)), min(NOISE_SIDE, h, w))
+        sample = _central_crops(whole, spread_planes(n, VAL_PLANES), min(NOISE_SIDE, h, w))
         try:
             noise = estimate_noise(np.stack(sample), axes="ZCYX")
         except InvalidInputError:  # e.g. a flat image: no noise to measure, so no estimate
@@ -510,7 +513,7 @@ def _objective(opts: FinetuneOptions, train: list[TrainImage], correlation=None)
     noise = None
     if resolve_mode(opts.mode) == "recorrupted":
         side = min(NOISE_SIDE, *(min(im.shape[2:]) for im in train))
-        crops = [im.normalizer.forward(crop[None])[0] for im in train for crop in _central_crops(im, range(min(im.shape[0], 4)), side)]
+        crops = [im.normalizer.forward(crop[None])[0] for im in train for crop in _central_crops(im, spread_planes(im.shape[0], VAL_PLANES), side)]
         try:
             noise = estimate_noise(np.stack(crops), axes="ZCYX")
         except InvalidInputError as exc:
