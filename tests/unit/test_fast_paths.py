@@ -141,3 +141,39 @@ def test_core_meter_started_from_an_earlier_snapshot_decides_on_its_first_call(m
     earlier = machine.now()
     assert runtime.CoreMeter(2).threads() == 2  # a fresh window: too short
     assert runtime.CoreMeter(2, mark=earlier).threads() == 1
+
+
+@pytest.mark.skipif(not runtime.cpu_has_bf16(), reason="this CPU has no native bfloat16")
+@pytest.mark.parametrize("name", ["photo-gray", "fluorescence"])
+def test_bf16_weights_give_the_portable_path_in_bf16_precision(name):
+    """CPU bf16 inference runs a copy with bf16 weights (oneDNN 1x1 convs with the residual in the kernel):
+    within bf16 rounding of the plain fp32 path, as close as autocast, and it leaves the model as it was."""
+    net = load_model(name).eval()
+    x = _crop(net.card.in_channels)
+    with torch.inference_mode():
+        with export_mode():
+            plain = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = net(x).float()
+        weights = runtime.bf16_copy(net)(x.bfloat16()).float()
+    assert next(net.parameters()).dtype == torch.float32 and next(runtime.bf16_copy(net).parameters()).dtype == torch.bfloat16
+    assert runtime.bf16_copy(net) is runtime.bf16_copy(net)  # made once while the model is unchanged
+    assert (weights - plain).abs().max() <= 0.05
+    assert (weights - plain).pow(2).mean() <= 4 * (autocast - plain).pow(2).mean()
+
+
+def test_restore_keeps_its_private_copy_until_the_callers_model_changes(tiny_model, monkeypatch):
+    """restore() never changes a caller's model; its private copy is made once, not per call, and made anew
+    when the caller's weights change in place (as training changes them)."""
+    image = np.random.default_rng(3).random((32, 32)).astype(np.float32)
+    copies = []
+    real = runtime.copy.deepcopy
+    monkeypatch.setattr(runtime.copy, "deepcopy", lambda obj, *a: copies.append(obj) or real(obj, *a))
+    first = restore(image, tiny_model, device="cpu", precision="fp32")
+    again = restore(image, tiny_model, device="cpu", precision="fp32")
+    assert np.array_equal(first, again) and len(copies) == 1
+    with torch.no_grad():
+        tiny_model.ending.bias += 0.25  # in place: the copy is stale
+    changed = restore(image, tiny_model, device="cpu", precision="fp32")
+    assert len(copies) == 2
+    np.testing.assert_allclose(changed, first + 0.25 * (np.percentile(image, 99.9) - np.percentile(image, 0.5)), rtol=1e-4, atol=1e-4)

@@ -30,7 +30,8 @@ from . import resident
 from .ensemble import iter_self_ensemble
 from .options import AUTO, AUTO_OVERLAP, RestoreOptions
 from .plan import RestorePlan, _active_client, plan_restore
-from .runtime import FORWARD_LOCK, ModelSpec, autocast, cached_model, cpu_threads, is_out_of_memory, pick_device, pick_precision
+from .runtime import (FORWARD_LOCK, ModelSpec, autocast, bf16_copy, cached_model, cpu_threads, is_out_of_memory, pick_device,
+                      pick_precision, private_copy, runs_in_bf16_weights)
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,12 @@ def _predict(net, batch, settings: TileSettings) -> Generator[int, None, object]
     """
     device = torch.device(settings.device)
     x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch).to(device, non_blocking=True)
+    precision = settings.precision
+    if runs_in_bf16_weights(device, precision):  # bf16 weights and activations, no autocast; the output is float32
+        net, x, precision = bf16_copy(net), x.to(torch.bfloat16), "fp32"
 
     def run(forward):
-        with FORWARD_LOCK, cpu_threads(device), torch.inference_mode(), autocast(device, settings.precision):
+        with FORWARD_LOCK, cpu_threads(device), torch.inference_mode(), autocast(device, precision):
             return forward()
 
     if settings.self_ensemble:
@@ -280,14 +284,12 @@ def _match_worker_threads() -> None:
 
 
 def _network(plan: RestorePlan):
-    """The plan's network in eval mode, on the plan's device, with the plan's GAMA mean mode.
-
-    A caller's model is never changed (other threads may be restoring with it in another mode or on
-    another device): a private copy runs instead (milliseconds for these networks).
-    """
-    net = plan.model if plan.owns_model else copy.deepcopy(plan.model)
-    net.set_mean_mode(plan.mean_mode, plan.local_size)
-    return net.eval().to(torch.device(plan.device))
+    """The plan's network in eval mode, on the plan's device, with the plan's GAMA mean mode; for a caller's
+    model, a private copy (:func:`~napari_gama_ir.engine.runtime.private_copy`)."""
+    if not plan.owns_model:
+        return private_copy(plan.model, plan.mean_mode, plan.local_size, torch.device(plan.device))
+    plan.model.set_mean_mode(plan.mean_mode, plan.local_size)
+    return plan.model.eval().to(torch.device(plan.device))
 
 
 def _settings(plan: RestorePlan) -> TileSettings:

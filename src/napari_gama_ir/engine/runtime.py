@@ -4,11 +4,13 @@ model cache."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
 import threading
 import time
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -80,6 +82,56 @@ def autocast(device: torch.device, precision: str):
         return nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def runs_in_bf16_weights(device: torch.device, precision: str) -> bool:
+    """True where bf16 inference runs a copy with bf16 weights and activations instead of autocast: the CPU,
+    where autocast's casts around every operator cost a third of the pass (docs/benchmarks.md, "Backends")."""
+    return device.type == "cpu" and precision == "bf16"
+
+
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a caller's model -> {key: (versions, copy)}
+
+
+def _tensor_versions(net: nn.Module) -> tuple[int, ...] | None:
+    """The version counters of ``net``'s tensors (in-place changes bump them); None for inference tensors,
+    which keep none."""
+    try:
+        return tuple(t._version for t in (*net.parameters(), *net.buffers()))
+    except RuntimeError:
+        return None
+
+
+def _kept_copy(net: nn.Module, key: tuple, make) -> nn.Module:
+    """``make()``, a copy of ``net``, kept per ``key`` while ``net`` lives and its tensors are unchanged
+    (training or ``load_state_dict`` makes a fresh one)."""
+    versions = _tensor_versions(net)
+    if versions is None:
+        return make()
+    with _CACHE_LOCK:
+        copies = _COPIES.setdefault(net, {})
+        kept = copies.get(key)
+        if kept is None or kept[0] != versions:
+            kept = copies[key] = (versions, make())
+        return kept[1]
+
+
+def private_copy(net: nn.Module, mean_mode: str, local_size: int, device: torch.device) -> nn.Module:
+    """A copy of a caller's ``net`` to restore with, in eval mode, on ``device``, with GAMA's ``mean_mode``: the
+    caller's model is never changed (other threads may be restoring with it in another mode or on another
+    device). Kept between restores while ``net`` is unchanged (:func:`_kept_copy`)."""
+
+    def make() -> nn.Module:
+        out = copy.deepcopy(net)
+        out.set_mean_mode(mean_mode, local_size)
+        return out.eval().to(device)
+
+    return _kept_copy(net, ("run", mean_mode, local_size, str(device)), make)
+
+
+def bf16_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with bfloat16 weights, in eval mode, kept while ``net`` is unchanged (:func:`_kept_copy`)."""
+    return _kept_copy(net, ("bf16",), lambda: copy.deepcopy(net).to(torch.bfloat16).eval())
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
