@@ -73,3 +73,26 @@ def test_without_a_noise_model_the_default_runs_and_recorrupted_refuses():
     assert net.card.training["objective"] == "blind-spot"
     with pytest.raises(InvalidInputError, match="mode 'recorrupted' needs the noise model.*accepted: .*'neighbor2neighbor'"):
         finetune(flat, None, mode="recorrupted", steps=2, **small())
+
+
+def test_a_checkpoint_whose_error_the_estimate_cannot_resolve_is_never_chosen(noisy, monkeypatch):
+    # at a few photons SURE can put a restoration's error at 0 or below; such a checkpoint is not "perfect"
+    import types
+
+    from napari_gama_ir.estimate import quality
+
+    calls = []
+
+    def estimate(*args, **kwargs):
+        calls.append(1)
+        return types.SimpleNamespace(mse=0.01 if len(calls) == 1 else 0.0)  # the base model's, then zeros
+
+    monkeypatch.setattr(quality, "estimate_quality", estimate)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    from napari_gama_ir.model import build_model
+
+    base = build_model("tiny")
+    net = finetune(noisy, None, mode="blind-spot", steps=6, **{**small(), "base": base})
+    assert len(calls) > 2
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), base.state_dict().values()))

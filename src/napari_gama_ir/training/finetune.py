@@ -289,10 +289,13 @@ def _estimate_inputs(opts: FinetuneOptions, val: list[TrainImage], val_batches):
 
 
 def _estimate_psnr(net, inputs, device) -> float | None:
-    """Mean estimated PSNR (dB) of ``net``'s restorations of the validation crops (no clean image needed)."""
+    """Estimated PSNR (dB) of ``net``'s restorations of the validation crops, from their mean estimated squared
+    error relative to each crop's data range (no clean image needed). None when no crop can be estimated, or
+    when an estimated error is 0: the estimate then cannot resolve the error (at a few photons its noise model
+    is too coarse), and a checkpoint scored so must not win as "perfect"."""
     from ..estimate.quality import estimate_quality
 
-    scores = []
+    errors = []
     axes = (context_of(net.card)[1] or "Z") + "CYX"  # a context model's crops are planes along its axis
     for stack, noise, data_range in inputs:
         try:
@@ -300,8 +303,10 @@ def _estimate_psnr(net, inputs, device) -> float | None:
                                  planes=len(stack), device=str(device))  # fmt: skip
         except InvalidInputError:
             continue
-        scores.append(q.psnr(data_range))
-    return float(np.mean(scores)) if scores else None
+        if q.mse <= 0:
+            return None
+        errors.append(q.mse / data_range**2)
+    return float(-10 * np.log10(np.mean(errors))) if errors else None
 
 
 def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, torch.nn.Module]:
@@ -357,7 +362,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         before_psnr, before_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         # the starting weights are the first candidate: fine-tuning must beat the base model to replace it
         before_estimate = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
-        best_psnr, best_state = _score(before_psnr, before_estimate), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        best_psnr, best_state = _score(before_psnr, before_estimate, bool(estimate_inputs)), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr,
                            "validation before training", before_estimate, loss_name, correlation)  # fmt: skip
 
@@ -391,9 +396,9 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             val_psnr, val_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
             estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
             history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
-            improved = _score(val_psnr, estimated) > best_psnr
+            improved = _score(val_psnr, estimated, bool(estimate_inputs)) > best_psnr
             if improved:
-                best_psnr, best_state = _score(val_psnr, estimated), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                best_psnr, best_state = _score(val_psnr, estimated, bool(estimate_inputs)), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if ckpt:
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
                              before_estimate=before_estimate, elapsed=time.perf_counter() - t0)  # fmt: skip
@@ -412,8 +417,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     if step and (not history or history[-1]["step"] != step):  # weights since the last validation count too
         last_psnr, last_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
-        if _score(last_psnr, estimated) > best_psnr:
-            best_state, best_psnr = None, _score(last_psnr, estimated)
+        if _score(last_psnr, estimated, bool(estimate_inputs)) > best_psnr:
+            best_state, best_psnr = None, _score(last_psnr, estimated, bool(estimate_inputs))
         # stopped between validations: this validation is the run's last point (and the run's length is known)
         yield FinetuneProgress(step, step, float("nan"), lr, elapsed, last_psnr, last_ssim, best_psnr, "final validation",
                                estimated, loss_name)  # fmt: skip
@@ -490,13 +495,16 @@ def _centre(net) -> slice:
     return slice(k * net.out_channels, (k + 1) * net.out_channels) if k else slice(None)
 
 
-def _score(val_psnr: float, estimated: float | None) -> float:
-    """What the best weights are chosen by (no clean image for self-supervised runs): the estimated PSNR of
-    the restored validation crops when there is one, else the validation PSNR. The estimate judges the whole
-    network as restore uses it; the blind-spot PSNR (masked pixels against their noisy values) favours
-    networks that ignore each pixel's own value, and kept the base model where the estimate, and the clean
-    image, preferred the fine-tuned one (benchmarks/selfsupervised.py)."""
-    return estimated if estimated is not None else val_psnr
+def _score(val_psnr: float, estimated: float | None, estimating: bool = False) -> float:
+    """What the best weights are chosen by (no clean image for self-supervised runs): in a run that
+    estimates (``estimating``), the estimated PSNR of the restored validation crops, and minus infinity (never
+    chosen) where it could not be estimated; else the validation PSNR. The estimate judges the whole network
+    as restore uses it; the blind-spot PSNR (masked pixels against their noisy values) favours networks that
+    ignore each pixel's own value, and kept the base model where the estimate, and the clean image, preferred
+    the fine-tuned one (benchmarks/selfsupervised.py)."""
+    if estimating:
+        return estimated if estimated is not None else float("-inf")
+    return val_psnr
 
 
 def _forward(net, x: torch.Tensor, device, precision: str) -> torch.Tensor:
