@@ -12,7 +12,8 @@ in one process, best of ``--repeat``):
    spins one core, with torch's threads sized to the free cores (``engine.runtime.cpu_threads``, the
    default) and with torch's thread count left as it is; the busy/quiet ratio of each.
 4. Backends and compile modes for the network alone on a 512 x 512 plane: eager fp32 (the plain path),
-   eager bf16 autocast (CPUs with native bf16), ONNX Runtime on the BioImage.IO export
+   eager bf16 autocast and a copy with bf16 weights (what ``restore()`` runs for bf16 on the CPU; CPUs with
+   native bf16), ONNX Runtime on the BioImage.IO export
    (``zoo.bioimageio.export_onnx``; needs the ``[bioimageio]`` extra) and, with ``--compile``,
    ``torch.compile`` (inductor, frozen weights; its compile time is printed); ms per forward pass and the
    held-out PSNR difference against the plain fp32 path (torch's threads sized as ``restore()`` sizes them).
@@ -178,6 +179,8 @@ def backends(args, photos: dict) -> None:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return net(x).float()
             runs["eager bf16 (autocast)"] = bf16
+            weights = runtime.bf16_copy(net)
+            runs["eager bf16 weights (restore's CPU bf16)"] = weights
         ort_run = _onnxruntime(net, inputs[0], firsts)
         if ort_run is not None:
             runs["ONNX Runtime fp32"] = ort_run
@@ -302,7 +305,10 @@ def profile(args) -> None:
     net = load_model(args.model[0])
     x = torch.rand(1, net.card.in_channels, 512, 512)
     cpu = torch.device("cpu")
-    with torch.inference_mode(), autocast(cpu, pick_precision(args.precision, cpu)):
+    precision = pick_precision(args.precision, cpu)
+    if runtime.runs_in_bf16_weights(cpu, precision):  # as restore() runs it
+        net, precision = runtime.bf16_copy(net), "fp32"
+    with torch.inference_mode(), autocast(cpu, precision):
         net(x)  # warm-up
         with torch_profile() as prof:
             net(x)

@@ -155,11 +155,12 @@ def test_bf16_weights_give_the_portable_path_in_bf16_precision(name):
             plain = net(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             autocast = net(x).float()
-        weights = runtime.bf16_copy(net)(x.bfloat16()).float()
+        weights = runtime.bf16_copy(net)(x)
     assert next(net.parameters()).dtype == torch.float32 and next(runtime.bf16_copy(net).parameters()).dtype == torch.bfloat16
     assert runtime.bf16_copy(net) is runtime.bf16_copy(net)  # made once while the model is unchanged
+    assert weights.dtype == torch.float32  # the residual added at the input's precision
     assert (weights - plain).abs().max() <= 0.05
-    assert (weights - plain).pow(2).mean() <= 4 * (autocast - plain).pow(2).mean()
+    assert (weights - plain).pow(2).mean() <= 2 * (autocast - plain).pow(2).mean()
 
 
 def test_restore_keeps_its_private_copy_until_the_callers_model_changes(tiny_model, monkeypatch):

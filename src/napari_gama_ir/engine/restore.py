@@ -82,8 +82,8 @@ def _predict(net, batch, settings: TileSettings) -> Generator[int, None, object]
     device = torch.device(settings.device)
     x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch).to(device, non_blocking=True)
     precision = settings.precision
-    if runs_in_bf16_weights(device, precision):  # bf16 weights and activations, no autocast; the output is float32
-        net, x, precision = bf16_copy(net), x.to(torch.bfloat16), "fp32"
+    if runs_in_bf16_weights(device, precision):  # bf16 weights and activations, no autocast; residual in float32
+        net, precision = bf16_copy(net), "fp32"
 
     def run(forward):
         with FORWARD_LOCK, cpu_threads(device), torch.inference_mode(), autocast(device, precision):

@@ -91,11 +91,11 @@ _MKLDNN_POINTWISE = _mkldnn_pointwise_available()
 _POINTWISE_DTYPES = (torch.float32, torch.bfloat16)  # bf16: a network cast to bf16 (CPU bf16 inference), not autocast
 
 
-def _cpu_autocast_enabled() -> bool:
+def _autocast_enabled(device_type: str) -> bool:
     try:
-        return torch.is_autocast_enabled("cpu")
+        return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4 takes no device argument
-        return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -120,7 +120,7 @@ class PointwiseConv(nn.Conv2d):
     def _fast(self, x: torch.Tensor, *others: torch.Tensor) -> bool:
         return (
             _MKLDNN_POINTWISE and not _exporting() and x.device.type == "cpu" and x.dtype in _POINTWISE_DTYPES and self.weight.dtype == x.dtype
-            and not _needs_grad(x, self.weight, self.bias, *others) and not _cpu_autocast_enabled()
+            and not _needs_grad(x, self.weight, self.bias, *others) and not _autocast_enabled("cpu")
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -338,7 +338,9 @@ class GAMAIR(nn.Module):
 
     Input and output are B x C x H x W float tensors, for any H and W (padded internally by reflection
     to a multiple of ``2 ** len(enc_blocks)`` and cropped back). The output is ``input + residual``
-    when ``in_channels == out_channels``; with ``context`` it is ``mix of the planes + residual``.
+    when ``in_channels == out_channels``; with ``context`` it is ``mix of the planes + residual``. The
+    layers run in their weights' dtype (a float32 input to bf16 weights is cast for them) and the output
+    has the input's dtype, so the residual is added at the input's precision.
 
     Parameters
     ----------
@@ -441,7 +443,8 @@ class GAMAIR(nn.Module):
         x = inp if _exporting() else self._pad(inp)  # exported: sizes are multiples of 2 ** levels
         # channels-last memory: LayerNorm runs on contiguous channels and the convs take oneDNN's fast
         # path (S at 256x256 on one CPU thread: 1.08 s -> 0.76 s, see docs/benchmarks.md)
-        feat = self.intro(x)
+        body = self.intro.weight.dtype  # bf16 weights (CPU bf16 inference) run on a bf16 copy of the input
+        feat = self.intro(x if x.dtype == body or _autocast_enabled(x.device.type) else x.to(body))
         if _use_channels_last(feat.device):
             feat = feat.contiguous(memory_format=torch.channels_last)
         skips = []
@@ -452,7 +455,7 @@ class GAMAIR(nn.Module):
         feat = self.middle(feat)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             feat = decoder(up(feat) + skip)  # additive skip
-        out = self.ending(feat)
+        out = self.ending(feat).to(x.dtype)  # the global residual in the input's precision
         if self.context:  # global residual: the learned mix of the planes (the centre plane until trained)
             c = self.out_channels
             out = out + sum(w * x[:, j * c : (j + 1) * c] for j, w in enumerate(self.plane_mix))
