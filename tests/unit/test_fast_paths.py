@@ -146,8 +146,9 @@ def test_core_meter_started_from_an_earlier_snapshot_decides_on_its_first_call(m
 @pytest.mark.skipif(not runtime.cpu_has_bf16(), reason="this CPU has no native bfloat16")
 @pytest.mark.parametrize("name", ["photo-gray", "fluorescence"])
 def test_bf16_weights_give_the_portable_path_in_bf16_precision(name):
-    """CPU bf16 inference runs a copy with bf16 weights (oneDNN 1x1 convs with the residual in the kernel):
-    within bf16 rounding of the plain fp32 path, as close as autocast, and it leaves the model as it was."""
+    """CPU bf16 inference runs a copy with bf16 weights (oneDNN 1x1 convs with the residual in the kernel), its
+    first and last convolutions exact in float32: within bf16 rounding of the plain fp32 path, about as close
+    as autocast, and it leaves the model as it was."""
     net = load_model(name).eval()
     x = _crop(net.card.in_channels)
     with torch.inference_mode():
@@ -156,7 +157,9 @@ def test_bf16_weights_give_the_portable_path_in_bf16_precision(name):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             autocast = net(x).float()
         weights = runtime.bf16_copy(net)(x)
-    assert next(net.parameters()).dtype == torch.float32 and next(runtime.bf16_copy(net).parameters()).dtype == torch.bfloat16
+    copy = runtime.bf16_copy(net)
+    assert next(net.parameters()).dtype == torch.float32 and next(copy.middle.parameters()).dtype == torch.bfloat16
+    assert torch.equal(copy.intro.weight, net.intro.weight) and torch.equal(copy.ending.weight, net.ending.weight)
     assert runtime.bf16_copy(net) is runtime.bf16_copy(net)  # made once while the model is unchanged
     assert weights.dtype == torch.float32  # the residual added at the input's precision
     assert (weights - plain).abs().max() <= 0.05

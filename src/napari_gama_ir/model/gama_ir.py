@@ -60,6 +60,12 @@ def _use_channels_last(device: torch.device) -> bool:
     return (device.type == "cpu" or GPU_CHANNELS_LAST) and not _exporting()
 
 
+def _in_dtype_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` cast to the dtype of ``module``'s weights (under autocast, as it is: autocast casts)."""
+    dtype = next(module.parameters()).dtype
+    return x if x.dtype == dtype or _autocast_enabled(x.device.type) else x.to(dtype)
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a B x C x H x W tensor, with a per-channel affine."""
 
@@ -339,7 +345,8 @@ class GAMAIR(nn.Module):
     Input and output are B x C x H x W float tensors, for any H and W (padded internally by reflection
     to a multiple of ``2 ** len(enc_blocks)`` and cropped back). The output is ``input + residual``
     when ``in_channels == out_channels``; with ``context`` it is ``mix of the planes + residual``. The
-    layers run in their weights' dtype (a float32 input to bf16 weights is cast for them) and the output
+    layers run in their weights' dtype (:func:`~napari_gama_ir.engine.runtime.bf16_copy` keeps the first and
+    last convolutions in float32 and the rest in bf16; activations are cast between them) and the output
     has the input's dtype, so the residual is added at the input's precision.
 
     Parameters
@@ -443,8 +450,8 @@ class GAMAIR(nn.Module):
         x = inp if _exporting() else self._pad(inp)  # exported: sizes are multiples of 2 ** levels
         # channels-last memory: LayerNorm runs on contiguous channels and the convs take oneDNN's fast
         # path (S at 256x256 on one CPU thread: 1.08 s -> 0.76 s, see docs/benchmarks.md)
-        body = self.intro.weight.dtype  # bf16 weights (CPU bf16 inference) run on a bf16 copy of the input
-        feat = self.intro(x if x.dtype == body or _autocast_enabled(x.device.type) else x.to(body))
+        feat = self.intro(_in_dtype_of(self.intro, x))
+        feat = _in_dtype_of(self.middle, feat)  # bf16_copy: first and last layers in float32, the body in bf16
         if _use_channels_last(feat.device):
             feat = feat.contiguous(memory_format=torch.channels_last)
         skips = []
@@ -455,7 +462,7 @@ class GAMAIR(nn.Module):
         feat = self.middle(feat)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             feat = decoder(up(feat) + skip)  # additive skip
-        out = self.ending(feat).to(x.dtype)  # the global residual in the input's precision
+        out = self.ending(_in_dtype_of(self.ending, feat)).to(x.dtype)  # the global residual in the input's precision
         if self.context:  # global residual: the learned mix of the planes (the centre plane until trained)
             c = self.out_channels
             out = out + sum(w * x[:, j * c : (j + 1) * c] for j, w in enumerate(self.plane_mix))
