@@ -150,10 +150,11 @@ class PatchSampler:
         y0 = im.region[0].indices(im.clean.shape[2])[0]
         x0 = im.region[1].indices(im.clean.shape[3])[0]
         planes = [plane] if im.neighbours is None else im.neighbours[plane]  # context: the running mean's range
-        noisy = np.mean([
-            self.noise_model.apply(finite_float32(im.clean[int(q)][:, y0 + ys, x0 + xs], im.prefix + "clean", im.index, f"plane {q}"), params, self.rng)
-            for q in planes
-        ], axis=0)  # C x k  # fmt: skip
+        noisy = []
+        for q in planes:
+            pixels = finite_float32(im.clean[int(q)][:, y0 + ys, x0 + xs], im.prefix + "clean", im.index, f"plane {q}")  # C x k
+            noisy.append(self.noise_model.apply(pixels, params, self.rng))
+        noisy = np.mean(noisy, axis=0)
         low, high = np.percentile(noisy, self.norm_percentiles, axis=1)
         return Normalizer.from_bounds(low, high)
 

@@ -326,6 +326,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     sampler = _make_sampler(opts, train, smallest, rng, device)
     val_batches = _validation_batches(opts, val, np.random.default_rng(opts.seed + 1))
     estimate_inputs = _estimate_inputs(opts, val, val_batches)
+    estimating = bool(estimate_inputs)  # self-supervised: checkpoints are chosen by the estimated PSNR
 
     # -- model: from a base (fine-tuning) or from scratch; the card records which
     net, base_name, scratch, context_start = _build_network(opts, channels, checked.context)
@@ -362,7 +363,7 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
         before_psnr, before_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         # the starting weights are the first candidate: fine-tuning must beat the base model to replace it
         before_estimate = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
-        best_psnr, best_state = _score(before_psnr, before_estimate, bool(estimate_inputs)), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        best_psnr, best_state = _score(before_psnr, before_estimate, estimating), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     yield FinetuneProgress(step, total, float("nan"), peak_lr, elapsed_before, before_psnr, before_ssim, best_psnr,
                            "validation before training", before_estimate, loss_name, correlation)  # fmt: skip
 
@@ -396,9 +397,9 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
             val_psnr, val_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
             estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
             history.append({"step": step, "loss": loss.item(), "val_psnr": val_psnr, "val_ssim": val_ssim})
-            improved = _score(val_psnr, estimated, bool(estimate_inputs)) > best_psnr
+            improved = _score(val_psnr, estimated, estimating) > best_psnr
             if improved:
-                best_psnr, best_state = _score(val_psnr, estimated, bool(estimate_inputs)), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                best_psnr, best_state = _score(val_psnr, estimated, estimating), {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if ckpt:
                 state = dict(history=history, best_psnr=best_psnr, before_psnr=before_psnr, before_ssim=before_ssim,
                              before_estimate=before_estimate, elapsed=time.perf_counter() - t0)  # fmt: skip
@@ -417,8 +418,8 @@ def iter_finetune(opts: FinetuneOptions) -> Generator[FinetuneProgress, None, to
     if step and (not history or history[-1]["step"] != step):  # weights since the last validation count too
         last_psnr, last_ssim = evaluate(net, val_batches, device, precision, correlation=correlation)
         estimated = _estimate_psnr(net, estimate_inputs, device) if estimate_inputs else None
-        if _score(last_psnr, estimated, bool(estimate_inputs)) > best_psnr:
-            best_state, best_psnr = None, _score(last_psnr, estimated, bool(estimate_inputs))
+        if _score(last_psnr, estimated, estimating) > best_psnr:
+            best_state, best_psnr = None, _score(last_psnr, estimated, estimating)
         # stopped between validations: this validation is the run's last point (and the run's length is known)
         yield FinetuneProgress(step, step, float("nan"), lr, elapsed, last_psnr, last_ssim, best_psnr, "final validation",
                                estimated, loss_name)  # fmt: skip
