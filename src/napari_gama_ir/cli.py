@@ -37,7 +37,7 @@ def _add_option_flags(parser: argparse.ArgumentParser) -> None:
         if kind == "flag":
             parser.add_argument(flag, action="store_true", help=f.metadata["help"])
         elif kind is not None:
-            parse = _int_or_auto if kind == "int_or_auto" else str
+            parse = {"int_or_auto": _int_or_auto, "int": int}.get(kind, str)
             parser.add_argument(flag, type=parse, default=f.default, choices=choices.get(f.name), help=f.metadata["help"])
 
 

@@ -199,3 +199,56 @@ def test_self_supervised_fine_tuning_of_a_fine_tuned_model_estimates_its_quality
     assert once.card.training["noise"] == "real (as given)"
     twice = finetune(noisy, base=once, **kwargs)
     assert "estimated_psnr_after" in twice.card.metrics["validation"]
+
+
+def test_restore_context_option_is_binning_before_a_2d_model(make_tiny, tmp_path, capsys):
+    net = make_tiny(seed=2)
+    stack = (1000 + 300 * np.random.default_rng(1).random((6, 32, 32))).astype(np.uint16)
+    padded = np.pad(stack.astype(np.float32), ((1, 1), (0, 0), (0, 0)), mode="reflect")
+    binned = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+    options = dict(axes="ZYX", precision="fp32", device="cpu", dtype="float32")
+    got = restore(stack, net, context=1, **options)
+    np.testing.assert_allclose(got, restore(binned, net, **options), rtol=1e-5, atol=1e-2)
+    assert not np.allclose(got, restore(stack, net, **options), atol=1)  # not plane by plane
+    assert net.card.context == {} and net.in_channels == 1  # the caller's model is left as it was
+    tzyx = np.stack([stack, stack[::-1], stack // 2]).astype(np.float32)  # 3 frames of 6 planes
+    t_options = {**options, "axes": "TZYX"}
+    padded = np.pad(tzyx, ((1, 1), (0, 0), (0, 0), (0, 0)), mode="reflect")
+    along_t = restore(tzyx, net, context=1, context_axis="T", **t_options)  # neighbours along T, not Z
+    np.testing.assert_allclose(along_t, restore((padded[:-2] + padded[1:-1] + padded[2:]) / 3, net, **t_options), rtol=1e-5, atol=1e-2)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    assert main(["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out.tif"), "--model", "fluorescence", "--context", "1"]) == 0
+    assert "using 1 neighbouring plane on each side along Z" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data, options, match", [
+    (np.zeros((48, 48), np.float32), {"context": 1}, "single 2-D image"),
+    (np.zeros((4, 48, 48), np.float32), {"context": 1, "axes": "TYX", "context_axis": "Z"}, "no Z axis"),
+    (np.zeros((2, 48, 48), np.float32), {"context": 2, "axes": "ZYX"}, "at least 3"),
+    (np.zeros((4, 48, 48), np.float32), {"context": -1, "axes": "ZYX"}, "an int 0..7"),
+    (np.zeros((4, 48, 48), np.float32), {"context": 1, "axes": "ZYX", "context_axis": "Y"}, "context_axis must be one of"),
+])  # fmt: skip
+def test_restore_refuses_context_the_data_cannot_give(tiny_model, data, options, match):
+    with pytest.raises(InvalidInputError, match=match):
+        restore(data, tiny_model, device="cpu", **options)
+
+
+def test_restore_context_option_with_a_context_model_must_be_its_own(make_tiny):
+    wide = add_context(make_tiny(), 1, "Z")
+    stack = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    same = restore(stack, wide, axes="ZYX", context=1, device="cpu", precision="fp32")
+    assert np.array_equal(same, restore(stack, wide, axes="ZYX", device="cpu", precision="fp32"))
+    with pytest.raises(InvalidInputError, match="accepted: context=0 .*or context=1"):
+        restore(stack, wide, axes="ZYX", context=2, device="cpu")
+
+
+def test_quality_estimate_of_binning_restores_runs_of_planes(make_tiny):
+    from napari_gama_ir import estimate_quality
+
+    rng = np.random.default_rng(3)
+    clean = 0.5 + 0.3 * np.sin(np.mgrid[:6, :64, :64][1] / 5)
+    noisy = (clean + rng.normal(0, 0.1, clean.shape)).astype(np.float32)
+    net = make_tiny(seed=5)
+    binned = estimate_quality(noisy, net, axes="ZYX", context=1, region=64, device="cpu")
+    plain = estimate_quality(noisy, net, axes="ZYX", region=64, device="cpu")
+    assert binned.model_name == plain.model_name and binned.mse != plain.mse and np.isfinite(binned.mse)

@@ -53,3 +53,19 @@ def test_preview_of_a_plane_with_a_context_model_is_that_plane_of_the_whole_run(
             preview = done.value
             break
     assert np.allclose(preview, restore(stack, **options)[z], rtol=0, atol=1e-3)
+
+
+def test_restore_widget_offers_neighbouring_planes_for_stacks_and_sets_context(make_napari_viewer):
+    from napari_gama_ir._napari.restore_widget import RestoreWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((48, 48), np.float32), name="plane")
+    viewer.add_image(np.zeros((5, 48, 48), np.float32), name="stack")
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Restore")
+    widget._layer.value = viewer.layers["plane"]
+    widget._context.value = 1
+    assert not widget._context.enabled and widget._options()["context"] == 0  # a 2-D layer has no neighbours
+    widget._layer.value = viewer.layers["stack"]
+    assert widget._context.enabled and (widget._context.min, widget._context.max) == (0, 3)
+    assert widget._options()["context"] == 1 and widget._options()["axes"] == "ZYX"

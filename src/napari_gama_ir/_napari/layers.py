@@ -205,7 +205,8 @@ def iter_and_estimate(job, estimate_on: tuple | None = None, **kwargs):
 
     data, index, axes = estimate_on
     data = data if index is None else np.asarray(data[index])
-    return result, estimate_quality(data, kwargs.get("model"), axes=axes, device=kwargs.get("device", "auto"))
+    context = {k: kwargs[k] for k in ("context", "context_axis") if k in kwargs}
+    return result, estimate_quality(data, kwargs.get("model"), axes=axes, device=kwargs.get("device", "auto"), **context)
 
 
 def plane_on_screen(layer, point, axes: str) -> tuple[tuple, str, dict]:

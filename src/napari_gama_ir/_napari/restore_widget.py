@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from napari.layers import Layer
 
 from ..engine.options import RestoreOptions
@@ -55,6 +55,9 @@ class RestoreWidget(JobWidget):
         self._device = ComboBox(label="device", choices=picked, value=AUTO)
         self._precision = ComboBox(label="precision", choices=PRECISIONS, value=AUTO)
         self._dtype = ComboBox(label="output dtype", choices=DTYPES, value=SAME_DTYPE)
+        self._context = SpinBox(label="neighbouring planes", value=0, min=0, max=3, enabled=False,
+                                tooltip="restore each plane from the mean of itself and this many planes on each side along Z "
+                                "(else T): binning before the network, for finely sampled stacks; 0: plane by plane")  # fmt: skip
         self._ensemble = CheckBox(text="self-ensemble (8 passes per tile: slower, a little more accurate)", value=False,
                                   tooltip="each tile as the mean over its 8 flips and 90-degree rotations")  # fmt: skip
         self._estimate = CheckBox(text="estimate the noise and the result's PSNR (2 more restores of a 512 px crop)",
@@ -70,7 +73,7 @@ class RestoreWidget(JobWidget):
         self._estimate_line = Label(label="estimate", value="")
         self.extend([
             self._layer, self._axes, self._axes_info, self._model, self._model_file, self._card, self._tile,
-            self._overlap, self._batch, self._device, self._precision, self._dtype, self._ensemble, self._estimate,
+            self._overlap, self._batch, self._device, self._precision, self._dtype, self._context, self._ensemble, self._estimate,
             self._removed, self._preview_button, self._run_button, self._cancel_button, self._progress, self._plan,
             self._estimate_line,
         ])  # fmt: skip
@@ -81,12 +84,14 @@ class RestoreWidget(JobWidget):
         self._last_plan, self._preview_step = None, None
         self._follow_slice = self._alive(self._on_slice_changed)
         self._viewer.dims.events.current_step.connect(self._follow_slice)
+        self._axes.changed.connect(self._on_axes_changed)
         for widget, slot in ((self._layer, self._on_layer_changed), (self._model, self._on_model_changed),
                              (self._preview_button, self._preview), (self._run_button, self._run),
                              (self._cancel_button, self._cancel)):  # fmt: skip
             widget.changed.connect(slot)
         self._watch(self._layer.reset_choices, self._refresh_models)  # fresh (name, layer) pairs on any change
         self._on_layer_changed(self._layer.value)
+        self._on_axes_changed(self._axes.value)
         self._on_model_changed(self._model.value)
 
     def _buttons(self) -> tuple[tuple, PushButton]:
@@ -139,6 +144,9 @@ class RestoreWidget(JobWidget):
             self._axes.value = layers.detect_axes(layer)
             self._axes_info.value = f"detected {self._axes.value}; change it if the layer's axes differ"
 
+    def _on_axes_changed(self, axes) -> None:
+        self._context.enabled = bool(axes) and ("Z" in axes or "T" in axes)  # only stacks have neighbouring planes
+
     def _on_model_changed(self, value) -> None:
         self._model_file.visible = value == FROM_FILE
         card = self._cards.get(value)
@@ -155,6 +163,7 @@ class RestoreWidget(JobWidget):
             "axes": self._axes.value, "tile": _auto_or_int(self._tile), "overlap": _auto_or_int(self._overlap),
             "batch_size": _auto_or_int(self._batch), "device": self._device.value, "precision": self._precision.value,
             "dtype": None if self._dtype.value == SAME_DTYPE else self._dtype.value, "self_ensemble": self._ensemble.value,
+            "context": self._context.value if self._context.enabled else 0,
         }  # fmt: skip
         checked = RestoreOptions(**fields)  # the same validation as restore(), here, before a worker starts
         return {"model": None if model == AUTO_MODEL else model, **{k: getattr(checked, k) for k in fields}}
@@ -195,7 +204,9 @@ class RestoreWidget(JobWidget):
             index, axes, meta = layers.plane_on_screen(layer, self._viewer.dims.point, options["axes"])
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        estimate_on = (data, index, axes) if self._estimate.value else None
+        # with neighbouring planes the estimate needs a run of planes: the whole stack's (it samples a crop)
+        where = (data, None, options["axes"]) if options["context"] else (data, index, axes)
+        estimate_on = where if self._estimate.value else None
         kwargs = {"job": layers.iter_preview, "estimate_on": estimate_on, "data": data, "index": index, "plane_axes": axes,
                   **options}  # fmt: skip
         self._start(layers.iter_and_estimate, kwargs, None, partial(self._on_preview, meta), None, layers.PREVIEW_LAYER)

@@ -16,7 +16,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..io.axes import CanonicalLayout, default_axes, normalize_axes
 from ..io.files import OpenedInput, is_zarr_array, open_input, output_target
 from ..io.sinks import check_png_output
-from ..model.context import check_data as check_context_data, neighbour_table, plane_channels
+from ..model.context import check_data as check_context_data, default_context_axis, neighbour_table, plane_channels, with_context
 from ..io.normalize import DEFAULT_PERCENTILES, Normalizer
 from ..tiling.windows import aligned_tiling
 from .options import AUTO, AUTO_OVERLAP, CPU_MAX_TILE, GPU_MAX_TILE, RestoreOptions, check_dtype
@@ -199,6 +199,9 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
     dev = pick_device(opts.device)
     prec = pick_precision(opts.precision, dev)
     net, owns_model, model_reason = _resolve_model(model, layout.channels, axes, layout.to_canonical(arr) if model is None else None)
+    if opts.context:  # a 2-D model on the planes' running mean (binning), as an untrained context model
+        wide = with_context(net, opts.context, opts.context_axis or default_context_axis(axes))
+        net, owns_model = wide, owns_model or wide is not net
     card = net.card
     context, context_axis = check_context_data(card, axes, shape)
     per_plane = plane_channels(card)

@@ -90,6 +90,8 @@ def estimate_quality(
     planes: int = 4,
     seed: int = 0,
     device: str = AUTO,
+    context: int = 0,
+    context_axis: str | None = None,
 ) -> QualityEstimate:
     """Estimate the error of ``restore(noisy, model)`` against the unknown clean image.
 
@@ -112,6 +114,8 @@ def estimate_quality(
         Seed of the random perturbation.
     device : str
         As in ``restore``.
+    context, context_axis
+        As in ``restore``: a 2-D model restoring each plane from the running mean of its neighbourhood.
 
     Returns
     -------
@@ -123,7 +127,7 @@ def estimate_quality(
             raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
     if noise is not None and not isinstance(noise, NoiseEstimate):
         raise InvalidInputError(f"noise must be a NoiseEstimate (from estimate_noise) or None, got {type(noise).__name__}")
-    plan = plan_restore(noisy, model, axes=axes, device=device, precision="fp32")
+    plan = plan_restore(noisy, model, axes=axes, device=device, precision="fp32", context=context, context_axis=context_axis)
     canonical = plan.layout.to_canonical(plan.source.array)  # the input the plan opened, read once more in crops
     noise = noise or noise_of_sample(central_planes(canonical, MAX_PLANES, MAX_SIDE))
     y, run_axes = central_planes(canonical, planes, region), CANONICAL_AXES

@@ -61,6 +61,27 @@ def check_axis(axis: object, what: str = "context_axis") -> str:
     return axis.upper()
 
 
+def default_context_axis(axes: str) -> str:
+    """The axis context uses when none is named: Z where the data has Z, else T."""
+    return "Z" if "Z" in axes else "T"
+
+
+def with_context(net: GAMAIR, planes: int, axis: str) -> GAMAIR:
+    """``net`` as a model that restores each plane from ``planes`` planes on each side along ``axis``: a 2-D model
+    becomes its untrained context model (:func:`add_context`, start "mean": the 2-D model on the planes' running
+    mean, i.e. binning); a context model is returned as it is when its context is the same, else refused."""
+    have, have_axis = context_of(net.card)
+    if not have:
+        return add_context(net, planes, axis, start="mean")
+    if (have, have_axis) != (planes, axis):
+        raise InvalidInputError(
+            f"model {net.card.name!r} restores each plane from {have} neighbouring plane(s) on each side along "
+            f"{have_axis}; context={planes} along {axis} was asked for; accepted: context=0 (the model's own) or "
+            f"context={have} with context_axis={have_axis!r}"
+        )
+    return net
+
+
 def add_context(net: GAMAIR, planes: int, axis: str, start: str = CONTEXT_STARTS[0]) -> GAMAIR:
     """A new network that sees ``planes`` neighbouring planes on each side along ``axis``, made from a 2-D one.
 

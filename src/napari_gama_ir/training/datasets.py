@@ -75,11 +75,6 @@ def _normalizer(view, role: str, index: int, neighbours: np.ndarray | None) -> N
     return norm
 
 
-def context_axis(axes: str) -> str:
-    """The axis context training uses when none is named: Z where the data has Z, else T."""
-    return "Z" if "Z" in axes else "T"
-
-
 def first_axes(noisy, clean, mode: str, axes: str | None) -> str:
     """Axes of the first training image (the clean one in mode 'synthetic'), as ``as_train_images`` reads it."""
     items = _as_list(clean if mode == "synthetic" else noisy, "clean" if mode == "synthetic" else "noisy")

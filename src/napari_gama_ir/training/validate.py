@@ -20,8 +20,8 @@ import torch
 from ..engine.runtime import DEVICES, PRECISIONS, pick_device, pick_precision
 from ..errors import InvalidInputError, ModelFileError
 from .data import TrainImage, held_out_images, split_row, split_validation
-from .datasets import as_train_images, context_axis, first_axes
-from ..model.context import check_axis, check_planes, check_start, context_of, plane_channels
+from .datasets import as_train_images, first_axes
+from ..model.context import check_axis, check_planes, check_start, context_of, default_context_axis, plane_channels
 from .losses import LOSSES
 from .objectives import SELF_SUPERVISED_MODES
 from ..zoo.card import name_problem
@@ -318,7 +318,7 @@ def validate_options(opts) -> CheckedRun:
 
     context = (0, "")
     if opts.context:
-        context = (opts.context, (opts.context_axis or context_axis(first_axes(opts.noisy, opts.clean, opts.mode, opts.axes))).upper())
+        context = (opts.context, (opts.context_axis or default_context_axis(first_axes(opts.noisy, opts.clean, opts.mode, opts.axes))).upper())
     images = as_train_images(opts.noisy, opts.clean, opts.mode, opts.axes, context=context)
     channels = images[0].shape[1]
     if opts.val_images is not None:  # explicit held-out images: clean arrays (synthetic) or (noisy, clean) pairs
