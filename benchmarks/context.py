@@ -10,14 +10,15 @@ of ``--read-noise`` photons (2), ``noisy = (Poisson(peak * clean) + N(0, read_no
 
 Rows: the noisy stack; the shipped model plane by plane; the mean of each plane with its two neighbours
 (3-plane binning, reflected at the ends) restored by the shipped model; the untrained context model
-``add_context(base, 1, axis)`` through ``restore`` (its default start is the shipped model on the running
-mean, inside the network, normalised with the percentiles of the unbinned stack); the shipped model's restored planes
+``add_context(base, k, axis)`` for each ``--contexts`` k through ``restore`` (its default start is the shipped
+model on the (2k + 1)-plane running mean, normalised with that mean's percentiles: binning, as
+``restore(..., context=k)`` runs it); the shipped model's restored planes
 averaged with their neighbours; self-supervised fine-tunes of the shipped model on the noisy stack itself
 (``--mode``, default "self-supervised") without context and with context k for each ``--contexts`` (1 2),
 every one with the same budget (``--minutes`` of wall time, 5, or ``--steps``); and the best Gaussian blur,
 its sigma chosen with the clean stack (an oracle, for scale). PSNR (data range 1) over the whole stack.
 
-    python -m benchmarks.context [--data zstack|timelapse] [--planes 60] [--crop 256] [--minutes 5 | --steps 400]
+    python -m benchmarks.context [--data zstack|timelapse] [--planes 60] [--crop 256] [--minutes 5 | --steps 400] [--untrained]
 
 ``context_rows(...)`` returns the rows for ``benchmarks/selfsupervised.py``.
 """
@@ -98,11 +99,13 @@ def context_rows(clean: np.ndarray, axes: str, args) -> list[tuple[str, float, f
         "noisy": lambda: (noisy, ""),
         f"{args.base} (shipped) plane by plane": lambda: (shipped(noisy), ""),
         "3-plane running mean, then the shipped model": lambda: (shipped(running_mean(noisy)), ""),
-        "untrained context model k=1 (start 'mean')": lambda: (
-            restore(noisy, add_context(base, 1, axes[0]), axes=axes, device="cpu"), ""),
+        **{f"untrained context model k={k} (start 'mean': {2 * k + 1}-plane binning)": (lambda k=k: (
+            restore(noisy, add_context(base, k, axes[0]), axes=axes, device="cpu"), "")) for k in args.contexts},
         "shipped model, then its planes averaged with their neighbours": lambda: (running_mean(shipped(noisy)), ""),
-        f"{args.mode} fine-tune, no context": lambda: fine_tuned(noisy, axes, args.base, 0, args),
-        **{f"{args.mode} fine-tune, context k={k}": (lambda k=k: fine_tuned(noisy, axes, args.base, k, args)) for k in args.contexts},
+        **({} if args.untrained else {
+            f"{args.mode} fine-tune, no context": lambda: fine_tuned(noisy, axes, args.base, 0, args),
+            **{f"{args.mode} fine-tune, context k={k}": (lambda k=k: fine_tuned(noisy, axes, args.base, k, args)) for k in args.contexts},
+        }),
         "best Gaussian blur (oracle sigma)": lambda: (best_blur(noisy, clean), ""),
     }  # fmt: skip
     rows = []
@@ -127,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, nargs="+", default=[1, 2], help="planes on each side, one fine-tune each")
     p.add_argument("--context-start", choices=CONTEXT_STARTS, default=CONTEXT_STARTS[0],
                    help="how each context model starts from the base (model.context.add_context)")
+    p.add_argument("--untrained", action="store_true", help="only the rows without training (no fine-tunes)")
     add_budget_arguments(p)
     return p
 
