@@ -180,4 +180,7 @@ def test_restore_keeps_its_private_copy_until_the_callers_model_changes(tiny_mod
         tiny_model.ending.bias += 0.25  # in place: the copy is stale
     changed = restore(image, tiny_model, device="cpu", precision="fp32")
     assert len(copies) == 2
+    tiny_model.ending.bias.data = tiny_model.ending.bias.data - 0.25  # new memory, back to the first values
+    np.testing.assert_allclose(restore(image, tiny_model, device="cpu", precision="fp32"), first, atol=1e-5)
+    assert len(copies) == 3
     np.testing.assert_allclose(changed, first + 0.25 * (np.percentile(image, 99.9) - np.percentile(image, 0.5)), rtol=1e-4, atol=1e-4)

@@ -93,11 +93,11 @@ def runs_in_bf16_weights(device: torch.device, precision: str) -> bool:
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a caller's model -> {key: (versions, copy)}
 
 
-def _tensor_versions(net: nn.Module) -> tuple[int, ...] | None:
-    """The version counters of ``net``'s tensors (in-place changes bump them); None for inference tensors,
-    which keep none."""
+def _tensor_versions(net: nn.Module) -> tuple[tuple[int, int], ...] | None:
+    """Where ``net``'s tensors live and their version counters: in-place changes bump the counters, and
+    ``param.data = ...`` moves the memory. None for inference tensors, which keep no counter."""
     try:
-        return tuple(t._version for t in (*net.parameters(), *net.buffers()))
+        return tuple((t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers()))
     except RuntimeError:
         return None
 
