@@ -60,9 +60,8 @@ def _use_channels_last(device: torch.device) -> bool:
     return (device.type == "cpu" or GPU_CHANNELS_LAST) and not _exporting()
 
 
-def _in_dtype_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x`` cast to the dtype of ``module``'s weights (under autocast, as it is: autocast casts)."""
-    dtype = next(module.parameters()).dtype
+def _as_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in ``dtype``, a layer's weight dtype (under autocast, as it is: autocast casts)."""
     return x if x.dtype == dtype or _autocast_enabled(x.device.type) else x.to(dtype)
 
 
@@ -450,8 +449,8 @@ class GAMAIR(nn.Module):
         x = inp if _exporting() else self._pad(inp)  # exported: sizes are multiples of 2 ** levels
         # channels-last memory: LayerNorm runs on contiguous channels and the convs take oneDNN's fast
         # path (S at 256x256 on one CPU thread: 1.08 s -> 0.76 s, see docs/benchmarks.md)
-        feat = self.intro(_in_dtype_of(self.intro, x))
-        feat = _in_dtype_of(self.middle, feat)  # bf16_copy: first and last layers in float32, the body in bf16
+        feat = self.intro(_as_dtype(x, self.intro.weight.dtype))
+        feat = _as_dtype(feat, self._body_dtype())  # bf16_copy: first and last layers in float32, the body in bf16
         if _use_channels_last(feat.device):
             feat = feat.contiguous(memory_format=torch.channels_last)
         skips = []
@@ -462,13 +461,20 @@ class GAMAIR(nn.Module):
         feat = self.middle(feat)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             feat = decoder(up(feat) + skip)  # additive skip
-        out = self.ending(_in_dtype_of(self.ending, feat)).to(x.dtype)  # the global residual in the input's precision
+        out = self.ending(_as_dtype(feat, self.ending.weight.dtype)).to(x.dtype)  # the global residual in the input's precision
         if self.context:  # global residual: the learned mix of the planes (the centre plane until trained)
             c = self.out_channels
             out = out + sum(w * x[:, j * c : (j + 1) * c] for j, w in enumerate(self.plane_mix))
         elif self.in_channels == self.out_channels:
             out = out + x  # global residual
         return out if _exporting() else out[..., :h, :w]
+
+    def _body_dtype(self) -> torch.dtype:
+        """The dtype of the layers between ``intro`` and ``ending`` (their first weight's)."""
+        for name, p in self.named_parameters():
+            if not name.startswith(("intro.", "ending.", "plane_mix")):
+                return p.dtype
+        return self.intro.weight.dtype
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         m = 2**self.levels
