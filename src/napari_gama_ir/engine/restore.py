@@ -9,7 +9,6 @@ copied back while the device computes the next one.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor

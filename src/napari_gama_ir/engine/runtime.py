@@ -86,7 +86,7 @@ def autocast(device: torch.device, precision: str):
 
 def runs_in_bf16_weights(device: torch.device, precision: str) -> bool:
     """True where bf16 inference runs a copy with bf16 weights and activations instead of autocast: the CPU,
-    where autocast's casts around every operator cost a third of the pass (docs/benchmarks.md, "Backends")."""
+    where autocast's casts around every operator cost 15-20 % of the pass (docs/benchmarks.md, "Backends")."""
     return device.type == "cpu" and precision == "bf16"
 
 

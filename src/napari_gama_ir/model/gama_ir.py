@@ -93,7 +93,17 @@ def _mkldnn_pointwise_available() -> bool:
 
 
 _MKLDNN_POINTWISE = _mkldnn_pointwise_available()
-_POINTWISE_DTYPES = (torch.float32, torch.bfloat16)  # bf16: a network cast to bf16 (CPU bf16 inference), not autocast
+
+
+def _mkldnn_bf16_native() -> bool:
+    try:
+        return _MKLDNN_POINTWISE and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# bf16: a network cast to bf16 (CPU bf16 inference, not autocast), where oneDNN runs bf16 natively
+_POINTWISE_DTYPES = (torch.float32, torch.bfloat16) if _mkldnn_bf16_native() else (torch.float32,)
 
 
 def _autocast_enabled(device_type: str) -> bool:
