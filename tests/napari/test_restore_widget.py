@@ -292,3 +292,24 @@ def test_preview_shows_the_estimate_line(viewer_widget, qtbot, stack):
     widget._preview()
     _wait_idle(qtbot, widget)
     assert "estimated PSNR" in widget._estimate_line.value and "noise" in widget._estimate_line.value
+
+
+@pytest.mark.parametrize("action", ["run", "preview"])
+def test_neighbouring_planes_restore_and_preview_as_the_api_does(viewer_widget, qtbot, stack, tiny_model, action):
+    viewer, widget = viewer_widget
+    viewer.add_image(stack, name="noisy")
+    widget._context.value = 1
+    widget._estimate.value = True  # the estimate needs a run of planes: it samples the whole stack
+    widget._run() if action == "run" else widget._preview()
+    _wait_idle(qtbot, widget)
+    assert "using 1 neighbouring plane on each side along Z" in widget._plan.value
+    from napari_gama_ir import estimate_quality
+
+    binning, plain = (estimate_quality(stack, tiny_model, axes="ZYX", context=k).psnr() for k in (1, 0))
+    assert f"-> {binning:.1f} dB restored" in widget._estimate_line.value and f"{binning:.1f}" != f"{plain:.1f}"
+    expected = restore(stack, tiny_model, axes="ZYX", context=1)
+    if action == "run":
+        np.testing.assert_array_equal(viewer.layers[f"noisy restored ({tiny_model})"].data, expected)
+    else:
+        z = int(viewer.dims.current_step[0])
+        np.testing.assert_allclose(viewer.layers[layers.PREVIEW_LAYER].data, expected[z], atol=1e-3 * np.ptp(stack))
