@@ -47,6 +47,6 @@ SPEED_CLASSES = ((3_000_000, "fast"), (30_000_000, "slower"))
 
 
 def speed_class(parameters: int) -> str:
-    """'fast' (the w16 models: about 1 MP/s on 2 CPU cores), 'slower' (the paper's "S": 5-7x slower on a
+    """'fast' (the w16 models: about 1.5-2 MP/s on 2 CPU cores), 'slower' (the paper's "S": 4-5x slower on a
     CPU, fine on a GPU) or 'slow', from the parameter count."""
     return next((label for limit, label in SPEED_CLASSES if parameters <= limit), "slow")
