@@ -66,6 +66,9 @@ class RestorePlan:
     model_reason: str = ""  # why the model was chosen for the data (zoo.choice); "" when the caller named it
     context: int = 0  # a context model: each plane restored from this many neighbouring planes on each side
     context_axis: str = ""  # ... along this axis ("Z" or "T"; model.context)
+    neighbours: np.ndarray | None = field(default=None, repr=False)
+    """For a context model, the (planes, 2k + 1) indices of each canonical plane's neighbours along
+    ``context_axis`` (reflected at the ends; :func:`~napari_gama_ir.model.context.neighbour_table`), else None."""
 
     @property
     def worker_picks_device(self) -> bool:
@@ -75,13 +78,6 @@ class RestorePlan:
     @property
     def samples_per_plane(self) -> int:
         return self.layout.channels if self.channel_mode == "separate" else 1
-
-    def context_table(self) -> np.ndarray | None:
-        """For a context model, the (planes, 2k + 1) indices of each canonical plane's neighbours along
-        ``context_axis`` (reflected at the ends; :func:`~napari_gama_ir.model.context.neighbour_table`), else None."""
-        if not self.context:
-            return None
-        return neighbour_table(self.axes, self.shape, self.context, self.context_axis, self.model_name)
 
     @property
     def tiles_per_image(self) -> int:
@@ -204,6 +200,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
         net, owns_model = wide, owns_model or wide is not net
     card = net.card
     context, context_axis = check_context_data(card, axes, shape)
+    neighbours = neighbour_table(axes, shape, context, context_axis, card.name) if context else None
     per_plane = plane_channels(card)
     if per_plane == layout.channels:
         channel_mode = "joint"
@@ -235,8 +232,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
     normalizer = opts.normalizer
     if normalizer is None:
         low, high = (card.normalization.get(k, d) for k, d in zip(("low", "high"), DEFAULT_PERCENTILES))
-        table = neighbour_table(axes, shape, context, context_axis, card.name) if context else None
-        normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high, neighbours=table)  # a context model's: the running mean's
+        normalizer = Normalizer.from_stack(layout.to_canonical(arr), low, high, neighbours=neighbours)  # a context model's: the running mean's
     elif normalizer.low.shape != (layout.channels,):
         raise InvalidInputError(
             f"normalizer is for {len(normalizer.low)} channel(s), the data has {layout.channels}; "
@@ -252,6 +248,7 @@ def plan_restore(data, model=None, options: RestoreOptions | None = None, **over
         options=opts, normalizer=normalizer, layout=layout, source=src, model=net, owns_model=owns_model,
         out_array=opts.out if is_zarr_array(opts.out) else None, chunk_path=chunk_path,
         self_ensemble=opts.self_ensemble, model_reason=model_reason, context=context, context_axis=context_axis,
+        neighbours=neighbours,
     )  # fmt: skip
 
 

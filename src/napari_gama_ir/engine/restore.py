@@ -313,7 +313,7 @@ def _chunk_bounds(plan: RestorePlan) -> list[tuple[int, int]]:
 def _with_neighbours(plan: RestorePlan, canonical):
     """For a context model, the lazy (planes, (2k + 1) * C, Y, X) array of each plane with its neighbours
     (plane-major, reflected at the ends); for a 2-D model, ``canonical`` itself."""
-    table = plan.context_table()
+    table = plan.neighbours
     if table is None:
         return canonical
     import dask.array as da
@@ -368,7 +368,7 @@ def _local_blocks(plan: RestorePlan, total: int) -> Iterator[Progress | tuple[in
     canonical = plan.layout.to_canonical(plan.source.array)
     settings, separate = _settings(plan), plan.channel_mode == "separate"
     bounds = _chunk_bounds(plan)
-    table = plan.context_table()  # a context model: read each chunk with its neighbouring planes
+    table = plan.neighbours  # a context model: read each chunk with its neighbouring planes
 
     def read(start: int, stop: int):
         if table is None:
